@@ -1,0 +1,106 @@
+/*
+ * config: the YAML configuration shared by every Ferry daemon.
+ *
+ * config_load() reads and checks the whole file; on error it returns NULL
+ * and writes one line into err naming the file, the line and the key.
+ * The example file deploy/config/ferry.example.yaml explains every key.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum integration_mode {
+    INTEGRATION_SMTP,
+    INTEGRATION_M365_API,
+    INTEGRATION_JOURNALING
+};
+
+enum durability_mode {
+    DURABILITY_STRICT,
+    DURABILITY_RELAXED
+};
+
+struct cidr {
+    int           family;       /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned      prefix;
+};
+
+struct org {
+    char                 *name;
+    char                 *home_region;
+    char                **domains;
+    size_t                ndomains;
+    struct cidr          *networks;
+    size_t                nnetworks;
+    bool                  multi_region;
+    enum integration_mode integration;
+};
+
+struct region {
+    char *name;
+    char *ses_endpoint;         /* base URL, no trailing slash */
+};
+
+struct kafka_property {
+    char *name;
+    char *value;
+};
+
+struct config {
+    char                  *path;
+    char                  *log_level;
+
+    char                  *bootstrap_servers;
+    struct kafka_property *kafka_properties;
+    size_t                 nkafka_properties;
+
+    char                  *ingress_listen;          /* host:port */
+    char                  *ingress_hostname;
+    char                 **ingress_regions;         /* home regions served */
+    size_t                 ningress_regions;
+    int64_t                ingress_max_message_size;
+    int64_t                ingress_max_recipients;
+    int64_t                ingress_ack_timeout_ms;
+    enum durability_mode   ingress_durability;
+
+    char                  *deliver_region;          /* may be NULL */
+    int64_t                deliver_max_in_flight;
+    int64_t                deliver_retry_initial_ms;
+    int64_t                deliver_retry_max_ms;
+    int64_t                deliver_request_timeout_ms;
+
+    struct region         *regions;
+    size_t                 nregions;
+    struct org            *orgs;
+    size_t                 norgs;
+};
+
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+const struct region *config_region(const struct config *cfg,
+                                   const char *name);
+bool config_serves_region(const struct config *cfg, const char *name);
+
+/* Finds the organization that owns a sender domain (case-insensitive). */
+const struct org *config_org_by_domain(const struct config *cfg,
+                                       const char *domain);
+
+bool org_allows_address(const struct org *org, const struct sockaddr *sa);
+
+/* True when the organization's mail must stay in its home region. */
+bool org_is_pinned(const struct org *org);
+
+/* Writes "mail.R" or "mail.R.pinned" for the organization. */
+int org_topic(const struct org *org, char *buf, size_t size);
+
+const char *integration_mode_name(enum integration_mode mode);
+int cidr_parse(const char *text, struct cidr *out);
+bool cidr_contains(const struct cidr *net, const struct sockaddr *sa);
+
+#endif

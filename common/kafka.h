@@ -1,0 +1,27 @@
+/*
+ * kafka: librdkafka configuration shared by the daemons.
+ */
+#ifndef FERRY_KAFKA_H
+#define FERRY_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/*
+ * Returns a configuration with bootstrap.servers and every property of
+ * kafka.properties applied, in that order. The caller then sets the
+ * properties its role requires. Returns NULL and fills err when librdkafka
+ * rejects a property; the message names the key and the file.
+ */
+rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, char *err,
+                                size_t errlen);
+
+/*
+ * Sets one property the caller's role depends on; fills err on failure.
+ */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name,
+                   const char *value, char *err, size_t errlen);
+
+#endif

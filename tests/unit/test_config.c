@@ -1,0 +1,264 @@
+/* Unit tests of the configuration loader and the organization helpers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define EXAMPLE "deploy/config/ferry.example.yaml"
+
+static const char *base_yaml =
+    "kafka:\n"
+    "  bootstrap_servers: 127.0.0.1:19092\n"
+    "regions:\n"
+    "  us-east-1:\n"
+    "    ses_endpoint: http://127.0.0.1:4581/\n"
+    "  eu-west-1:\n"
+    "organizations:\n"
+    "  - name: acme\n"
+    "    home_region: us-east-1\n"
+    "    domains: [acme.example]\n"
+    "    networks: [10.0.0.0/8]\n"
+    "    multi_region: true\n";
+
+
+static char *
+write_temp(const char *text)
+{
+    char *path = strdup("/tmp/ferry-config-test-XXXXXX");
+    int   fd = mkstemp(path);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+
+static struct config *
+load_text(const char *text, char *err, size_t errlen)
+{
+    char          *path = write_temp(text);
+    struct config *cfg = config_load(path, err, errlen);
+
+    unlink(path);
+    free(path);
+    return cfg;
+}
+
+
+static void
+example_file_loads(void **state)
+{
+    char           err[512] = "";
+    struct config *cfg = config_load(EXAMPLE, err, sizeof(err));
+
+    (void)state;
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(cfg->norgs, 2);
+    assert_int_equal(cfg->nregions, 3);
+    assert_int_equal(cfg->ingress_durability, DURABILITY_RELAXED);
+    assert_int_equal(cfg->ingress_max_recipients, 50);
+    config_free(cfg);
+}
+
+
+static void
+defaults_apply(void **state)
+{
+    char           err[512] = "";
+    struct config *cfg = load_text(base_yaml, err, sizeof(err));
+
+    (void)state;
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_string_equal(cfg->ingress_listen, "127.0.0.1:2525");
+    assert_int_equal(cfg->ingress_max_message_size, 921600);
+    assert_int_equal(cfg->ingress_ack_timeout_ms, 30000);
+    assert_int_equal(cfg->ingress_durability, DURABILITY_STRICT);
+    assert_int_equal(cfg->deliver_max_in_flight, 16);
+    assert_string_equal(cfg->regions[0].ses_endpoint,
+                        "http://127.0.0.1:4581");
+    assert_string_equal(cfg->regions[1].ses_endpoint,
+                        "https://email.eu-west-1.amazonaws.com");
+    assert_int_equal(cfg->ningress_regions, 2);
+    config_free(cfg);
+}
+
+
+/* Each broken file must fail with a message naming file, line and key. */
+static void
+errors_name_the_key(void **state)
+{
+    static const struct {
+        const char *append;
+        const char *expected;
+    } cases[] = {
+        { "ingress:\n  max_message_size: lots\n",
+          ":14: key 'ingress.max_message_size': 'lots' is not an integer" },
+        { "ingress:\n  max_recipients: 51\n",
+          "key 'ingress.max_recipients': 51 is out of range [1, 50]" },
+        { "ingress:\n  durabilty: strict\n",
+          "unknown key 'ingress.durabilty'" },
+        { "ingress:\n  durability: maybe\n",
+          "key 'ingress.durability': invalid value 'maybe'" },
+        { "ingress:\n  regions: [ap-south-1]\n",
+          "region 'ap-south-1' is not listed under 'regions'" },
+        { "deliver:\n  region: mars-1\n",
+          "key 'deliver.region': region 'mars-1' is not listed" },
+        { "  - name: dup\n    home_region: eu-west-1\n"
+          "    domains: [ACME.example]\n",
+          "domain 'ACME.example' already belongs to organization 'acme'" },
+        { "  - name: far\n    home_region: mars-1\n    domains: [f.example]\n",
+          "key 'organizations[1].home_region': region 'mars-1'" },
+        { "  - name: badnet\n    home_region: eu-west-1\n"
+          "    domains: [b.example]\n    networks: [10.0.0.0/33]\n",
+          "'10.0.0.0/33' is not an address or CIDR network" },
+        { "  - name: mode\n    home_region: eu-west-1\n"
+          "    domains: [m.example]\n    integration: fax\n",
+          "key 'organizations[1].integration': invalid value 'fax'" },
+        { "bogus: 1\n", "unknown key 'bogus'" },
+        { "kafka: [\n", "invalid YAML" },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        char           text[2048];
+        char           err[512] = "";
+        struct config *cfg;
+
+        snprintf(text, sizeof(text), "%s%s", base_yaml, cases[i].append);
+        cfg = load_text(text, err, sizeof(err));
+        if (cfg != NULL)
+            fail_msg("case %zu loaded but should fail", i);
+        if (strstr(err, cases[i].expected) == NULL)
+            fail_msg("case %zu: '%s' does not contain '%s'", i, err,
+                     cases[i].expected);
+        assert_non_null(strstr(err, "/tmp/ferry-config-test-"));
+    }
+}
+
+
+static void
+missing_file_is_named(void **state)
+{
+    char err[512] = "";
+
+    (void)state;
+    assert_null(config_load("/nonexistent/ferry.yaml", err, sizeof(err)));
+    assert_non_null(strstr(err, "/nonexistent/ferry.yaml: cannot open"));
+}
+
+
+static void
+org_topic_by_mode(void **state)
+{
+    static const struct {
+        bool                  multi_region;
+        enum integration_mode mode;
+        const char           *topic;
+    } cases[] = {
+        { true, INTEGRATION_SMTP, "mail.us-east-1" },
+        { false, INTEGRATION_SMTP, "mail.us-east-1.pinned" },
+        { true, INTEGRATION_M365_API, "mail.us-east-1.pinned" },
+        { true, INTEGRATION_JOURNALING, "mail.us-east-1.pinned" },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        struct org org = { .home_region = "us-east-1" };
+        char       topic[64];
+
+        org.multi_region = cases[i].multi_region;
+        org.integration = cases[i].mode;
+        assert_int_equal(org_topic(&org, topic, sizeof(topic)), 0);
+        assert_string_equal(topic, cases[i].topic);
+    }
+}
+
+
+static void
+cidr_matches(void **state)
+{
+    static const struct {
+        const char *net;
+        const char *addr;
+        bool        inside;
+    } cases[] = {
+        { "10.0.0.0/8", "10.200.1.1", true },
+        { "10.0.0.0/8", "11.0.0.1", false },
+        { "192.168.1.7", "192.168.1.7", true },
+        { "192.168.1.7", "192.168.1.8", false },
+        { "192.168.1.0/25", "192.168.1.127", true },
+        { "192.168.1.0/25", "192.168.1.128", false },
+        { "0.0.0.0/0", "203.0.113.9", true },
+        { "::1/128", "::1", true },
+        { "2001:db8::/32", "2001:db8:ffff::1", true },
+        { "2001:db8::/32", "2001:db9::1", false },
+        { "127.0.0.0/8", "::ffff:127.0.0.1", true },
+        { "::1/128", "127.0.0.1", false },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        struct cidr             net;
+        struct sockaddr_storage ss;
+
+        memset(&ss, 0, sizeof(ss));
+        assert_int_equal(cidr_parse(cases[i].net, &net), 0);
+        if (inet_pton(AF_INET, cases[i].addr,
+                      &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+            ss.ss_family = AF_INET;
+        } else {
+            assert_int_equal(inet_pton(AF_INET6, cases[i].addr,
+                             &((struct sockaddr_in6 *)&ss)->sin6_addr), 1);
+            ss.ss_family = AF_INET6;
+        }
+        if (cidr_contains(&net, (struct sockaddr *)&ss) != cases[i].inside)
+            fail_msg("case %zu: %s in %s should be %d", i, cases[i].addr,
+                     cases[i].net, cases[i].inside);
+    }
+}
+
+
+static void
+cidr_rejects_garbage(void **state)
+{
+    static const char *const bad[] = {
+        "", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/-1", "300.0.0.1",
+        "example.com", "::1/129", "/8",
+    };
+    struct cidr net;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        if (cidr_parse(bad[i], &net) != -1)
+            fail_msg("'%s' parsed as a network", bad[i]);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(example_file_loads),
+        cmocka_unit_test(defaults_apply),
+        cmocka_unit_test(errors_name_the_key),
+        cmocka_unit_test(missing_file_is_named),
+        cmocka_unit_test(org_topic_by_mode),
+        cmocka_unit_test(cidr_matches),
+        cmocka_unit_test(cidr_rejects_garbage),
+    };
+
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
