@@ -68,7 +68,7 @@ static const struct config_key config_ingress_keys[] = {
     KEY("hostname", CONFIG_STRING, ingress_hostname, "", 0, 0, NULL),
     KEY("max_message_size", CONFIG_INT, ingress_max_message_size, "921600",
         1024, 41943040, NULL),
-    KEY("max_recipients", CONFIG_INT, ingress_max_recipients, "100", 1, 50,
+    KEY("max_recipients", CONFIG_INT, ingress_max_recipients, "50", 1, 50,
         NULL),
     KEY("ack_timeout_ms", CONFIG_INT, ingress_ack_timeout_ms, "30000", 100,
         600000, NULL),
@@ -222,15 +222,20 @@ config_defaults(struct config *cfg)
         { config_deliver_keys, NKEYS(config_deliver_keys) },
     };
     struct config_reader r = { .path = "", .err = NULL, .errlen = 0 };
-    char                 scratch[8];
+    char                 scratch[256];
 
     r.err = scratch;
     r.errlen = sizeof(scratch);
-    for (size_t t = 0; t < NKEYS(tables); t++)
-        for (size_t i = 0; i < tables[t].n; i++)
-            if (tables[t].keys[i].fallback != NULL)
-                config_set_key(&r, cfg, &tables[t].keys[i], "",
-                               tables[t].keys[i].fallback, NULL);
+    for (size_t t = 0; t < NKEYS(tables); t++) {
+        for (size_t i = 0; i < tables[t].n; i++) {
+            const struct config_key *k = &tables[t].keys[i];
+
+            /* A default outside its own bounds is a bug in the tables. */
+            if (k->fallback != NULL &&
+                config_set_key(&r, cfg, k, "", k->fallback, NULL) == -1)
+                abort();
+        }
+    }
 }
 
 

@@ -10,11 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-void *xmalloc(size_t size);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t size);
-char *xstrdup(const char *s);
-char *xstrndup(const char *s, size_t n);
+#define UTIL_ALLOC __attribute__((returns_nonnull, warn_unused_result))
+
+void *xmalloc(size_t size) UTIL_ALLOC;
+void *xcalloc(size_t n, size_t size) UTIL_ALLOC;
+void *xrealloc(void *p, size_t size) UTIL_ALLOC;
+char *xstrdup(const char *s) UTIL_ALLOC;
+char *xstrndup(const char *s, size_t n) UTIL_ALLOC;
 
 int64_t util_now_ms(void);          /* wall clock, milliseconds */
 int64_t util_monotonic_ms(void);

@@ -85,6 +85,7 @@ defaults_apply(void **state)
     assert_string_equal(cfg->ingress_listen, "127.0.0.1:2525");
     assert_int_equal(cfg->ingress_max_message_size, 921600);
     assert_int_equal(cfg->ingress_ack_timeout_ms, 30000);
+    assert_int_equal(cfg->ingress_max_recipients, 50);
     assert_int_equal(cfg->ingress_durability, DURABILITY_STRICT);
     assert_int_equal(cfg->deliver_max_in_flight, 16);
     assert_string_equal(cfg->regions[0].ses_endpoint,
