@@ -1,0 +1,488 @@
+#include "ingress_kafka.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "util.h"
+
+/* Safety-net poll interval, for a wakeup lost on the pipe. */
+#define INGRESS_KAFKA_POLL_MS        100
+
+/* Maximum wait for the reports of purged messages when destroying. */
+#define INGRESS_KAFKA_PURGE_WAIT_MS  2000
+
+struct ingress_kafka_pending {
+    TAILQ_ENTRY(ingress_kafka_pending) entry;
+    char                               id[ENVELOPE_ID_LEN + 1];
+    char                              *topic;
+    int64_t                            started_ms;
+    void                             (*done)(void *arg,
+                                             rd_kafka_resp_err_t err);
+    void                              *arg;
+    bool                               detached;
+    enum ingress_kafka_detach_reason   reason;
+};
+
+TAILQ_HEAD(ingress_kafka_pending_list, ingress_kafka_pending);
+
+struct ingress_kafka {
+    const struct config               *cfg;
+    struct event_base                 *base;
+    rd_kafka_t                        *rk;
+    int                                wakeup[2];   /* pipe: read, write */
+    struct event                      *wakeup_event;
+    struct event                      *poll_timer;
+    struct ingress_kafka_pending_list  pending;
+    bool                               fatal;
+    bool                               broken;
+    uint64_t                           late_acks;
+    uint64_t                           restarts;
+};
+
+static rd_kafka_conf_t *ingress_kafka_conf_new(const struct config *cfg,
+                                               char *err, size_t errlen);
+static int ingress_kafka_start(struct ingress_kafka *ik, char *err,
+                               size_t errlen);
+static void ingress_kafka_stop(struct ingress_kafka *ik);
+static void ingress_kafka_restart(struct ingress_kafka *ik);
+static void ingress_kafka_poll(struct ingress_kafka *ik);
+static void ingress_kafka_on_wakeup(evutil_socket_t fd, short what,
+                                    void *arg);
+static void ingress_kafka_on_timer(evutil_socket_t fd, short what,
+                                   void *arg);
+static void ingress_kafka_on_delivery(rd_kafka_t *rk,
+                                      const rd_kafka_message_t *m,
+                                      void *opaque);
+static void ingress_kafka_on_error(rd_kafka_t *rk, int err,
+                                   const char *reason, void *opaque);
+static void ingress_kafka_finish(struct ingress_kafka *ik,
+                                 struct ingress_kafka_pending *p,
+                                 rd_kafka_resp_err_t err);
+
+
+/*
+ * Builds the producer configuration: the operator's properties, then the
+ * settings that the 250 reply depends on, which always win.
+ */
+static rd_kafka_conf_t *
+ingress_kafka_conf_new(const struct config *cfg, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf;
+    char             timeout[32];
+    int64_t          margin;
+
+    if ((conf = kafka_conf_new(cfg, err, errlen)) == NULL)
+        return NULL;
+
+    /*
+     * librdkafka retries a message until message.timeout.ms, and the
+     * idempotent producer keeps those retries free of duplicates. The
+     * ingress never produces a message again itself. After a failed or
+     * late report the client gets 451 and retries the whole message,
+     * because the record may still have been written. The timeout ends a
+     * tenth of the ack deadline (at most 1 s) before it, so a message that
+     * never left the queue fails through its report. A request already
+     * sent to a broker that hangs is ended by the ack timer instead.
+     */
+    margin = cfg->ingress_ack_timeout_ms / 10;
+    if (margin > 1000)
+        margin = 1000;
+    snprintf(timeout, sizeof(timeout), "%lld",
+             (long long)(cfg->ingress_ack_timeout_ms - margin));
+
+    if (kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
+        kafka_conf_set(conf, "acks", "all", err, errlen) ||
+        kafka_conf_set(conf, "message.timeout.ms", timeout, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+
+int
+ingress_kafka_check(const struct config *cfg, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = ingress_kafka_conf_new(cfg, err, errlen);
+
+    if (conf == NULL)
+        return -1;
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
+
+struct ingress_kafka *
+ingress_kafka_new(const struct config *cfg, struct event_base *base,
+                  char *err, size_t errlen)
+{
+    struct ingress_kafka *ik = xcalloc(1, sizeof(*ik));
+    struct timeval        tv = { 0, INGRESS_KAFKA_POLL_MS * 1000 };
+
+    ik->cfg = cfg;
+    ik->base = base;
+    ik->wakeup[0] = ik->wakeup[1] = -1;
+    TAILQ_INIT(&ik->pending);
+
+    if (pipe2(ik->wakeup, O_NONBLOCK | O_CLOEXEC) == -1) {
+        snprintf(err, errlen, "cannot create the Kafka wakeup pipe: %s",
+                 strerror(errno));
+        goto fail;
+    }
+    ik->wakeup_event = event_new(base, ik->wakeup[0], EV_READ | EV_PERSIST,
+                                 ingress_kafka_on_wakeup, ik);
+    ik->poll_timer = event_new(base, -1, EV_PERSIST, ingress_kafka_on_timer,
+                               ik);
+    if (ik->wakeup_event == NULL || ik->poll_timer == NULL ||
+        event_add(ik->wakeup_event, NULL) == -1 ||
+        event_add(ik->poll_timer, &tv) == -1) {
+        snprintf(err, errlen, "cannot register the Kafka events");
+        goto fail;
+    }
+
+    if (ingress_kafka_start(ik, err, errlen) == -1)
+        goto fail;
+    return ik;
+
+fail:
+    ingress_kafka_free(ik);
+    return NULL;
+}
+
+
+void
+ingress_kafka_free(struct ingress_kafka *ik)
+{
+    if (ik == NULL)
+        return;
+
+    ingress_kafka_stop(ik);
+    if (ik->wakeup_event != NULL)
+        event_free(ik->wakeup_event);
+    if (ik->poll_timer != NULL)
+        event_free(ik->poll_timer);
+    if (ik->wakeup[0] != -1)
+        close(ik->wakeup[0]);
+    if (ik->wakeup[1] != -1)
+        close(ik->wakeup[1]);
+    free(ik);
+}
+
+
+/* Creates the producer and routes its reports through the wakeup pipe. */
+static int
+ingress_kafka_start(struct ingress_kafka *ik, char *err, size_t errlen)
+{
+    rd_kafka_conf_t  *conf;
+    rd_kafka_queue_t *queue;
+    char              why[512];
+
+    if ((conf = ingress_kafka_conf_new(ik->cfg, err, errlen)) == NULL)
+        return -1;
+    rd_kafka_conf_set_opaque(conf, ik);
+    rd_kafka_conf_set_dr_msg_cb(conf, ingress_kafka_on_delivery);
+    rd_kafka_conf_set_error_cb(conf, ingress_kafka_on_error);
+    rd_kafka_conf_set_log_cb(conf, ingress_kafka_log);
+
+    ik->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (ik->rk == NULL) {
+        /* rd_kafka_new() takes conf only when it succeeds. */
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "cannot create the Kafka producer: %s", why);
+        return -1;
+    }
+
+    /*
+     * librdkafka writes one byte to the pipe when its main queue, which
+     * carries the delivery reports, stops being empty.
+     */
+    queue = rd_kafka_queue_get_main(ik->rk);
+    rd_kafka_queue_io_event_enable(queue, ik->wakeup[1], "r", 1);
+    rd_kafka_queue_destroy(queue);
+    ik->fatal = false;
+    return 0;
+}
+
+
+/*
+ * Destroys the producer. Queued and in-flight messages are purged, and
+ * their reports (failures) are served here. Pending objects that never
+ * got a report are freed last, since librdkafka no longer refers to them.
+ */
+static void
+ingress_kafka_stop(struct ingress_kafka *ik)
+{
+    struct ingress_kafka_pending *p;
+    rd_kafka_queue_t             *queue;
+
+    if (ik->rk == NULL)
+        return;
+
+    rd_kafka_purge(ik->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(ik->rk, INGRESS_KAFKA_PURGE_WAIT_MS);
+    rd_kafka_poll(ik->rk, 0);
+
+    queue = rd_kafka_queue_get_main(ik->rk);
+    rd_kafka_queue_io_event_enable(queue, -1, NULL, 0);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(ik->rk);
+    ik->rk = NULL;
+
+    while ((p = TAILQ_FIRST(&ik->pending)) != NULL) {
+        log_warn(p->id, "produce-abandoned", "topic=%s", p->topic);
+        ingress_kafka_finish(ik, p, RD_KAFKA_RESP_ERR__DESTROY);
+    }
+}
+
+
+/*
+ * Replaces a producer that raised a fatal error. Such a producer fails
+ * every later message, so waiting clients get their 451 at once. Their
+ * records may still exist, so a client's retry can add a duplicate.
+ */
+static void
+ingress_kafka_restart(struct ingress_kafka *ik)
+{
+    struct ingress_kafka_pending *p;
+    char                          reason[512];
+    char                          quoted[600];
+    char                          err[512];
+    rd_kafka_resp_err_t           code;
+
+    code = rd_kafka_fatal_error(ik->rk, reason, sizeof(reason));
+    log_error(NULL, "producer-fatal", "error=%s reason=%s",
+              rd_kafka_err2name(code),
+              log_quote(quoted, sizeof(quoted), reason));
+
+    TAILQ_FOREACH(p, &ik->pending, entry) {
+        void (*done)(void *, rd_kafka_resp_err_t) = p->done;
+        void  *arg = p->arg;
+
+        if (done == NULL)
+            continue;
+        ingress_kafka_detach(p, INGRESS_KAFKA_REPLIED);
+        done(arg, RD_KAFKA_RESP_ERR__FATAL);
+    }
+
+    ingress_kafka_stop(ik);
+    if (ingress_kafka_start(ik, err, sizeof(err)) == -1) {
+        log_error(NULL, "producer-restart-failed", "error=%s",
+                  log_quote(quoted, sizeof(quoted), err));
+        ik->broken = true;
+        event_base_loopexit(ik->base, NULL);
+        return;
+    }
+    ik->restarts++;
+    log_warn(NULL, "producer-restarted", "restarts=%llu",
+             (unsigned long long)ik->restarts);
+}
+
+
+/* Serves delivery reports and errors, then acts on a fatal error. */
+static void
+ingress_kafka_poll(struct ingress_kafka *ik)
+{
+    if (ik->rk == NULL)
+        return;
+    rd_kafka_poll(ik->rk, 0);
+    if (ik->fatal)
+        ingress_kafka_restart(ik);
+}
+
+
+static void
+ingress_kafka_on_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    char buf[64];
+
+    while (read(fd, buf, sizeof(buf)) > 0)
+        continue;
+    ingress_kafka_poll(arg);
+}
+
+
+static void
+ingress_kafka_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    ingress_kafka_poll(arg);
+}
+
+
+static void
+ingress_kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                          void *opaque)
+{
+    struct ingress_kafka         *ik = opaque;
+    struct ingress_kafka_pending *p = m->_private;
+    int64_t                       latency = util_monotonic_ms() - p->started_ms;
+
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_info(p->id, "produced",
+                 "topic=%s partition=%d offset=%lld latency_ms=%lld",
+                 p->topic, (int)m->partition, (long long)m->offset,
+                 (long long)latency);
+    else
+        log_warn(p->id, "produce-failed", "topic=%s error=%s latency_ms=%lld",
+                 p->topic, rd_kafka_err2name(m->err), (long long)latency);
+
+    if (p->detached && p->reason == INGRESS_KAFKA_REPLIED &&
+        m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ik->late_acks++;
+        log_warn(p->id, "ack-after-reply",
+                 "topic=%s partition=%d offset=%lld count=%llu", p->topic,
+                 (int)m->partition, (long long)m->offset,
+                 (unsigned long long)ik->late_acks);
+    } else if (p->detached && p->reason == INGRESS_KAFKA_CLIENT_GONE) {
+        log_info(p->id, "reply-undeliverable", "outcome=%s",
+                 m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? "produced"
+                                                      : "failed");
+    }
+    ingress_kafka_finish(ik, p, m->err);
+}
+
+
+/* Calls the waiting callback, if any, and frees p. */
+static void
+ingress_kafka_finish(struct ingress_kafka *ik, struct ingress_kafka_pending *p,
+                     rd_kafka_resp_err_t err)
+{
+    void (*done)(void *, rd_kafka_resp_err_t) = p->done;
+
+    TAILQ_REMOVE(&ik->pending, p, entry);
+    p->done = NULL;
+    if (done != NULL)
+        done(p->arg, err);
+    free(p->topic);
+    free(p);
+}
+
+
+static void
+ingress_kafka_on_error(rd_kafka_t *rk, int err, const char *reason,
+                       void *opaque)
+{
+    struct ingress_kafka *ik = opaque;
+    char                  quoted[600];
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        /* Acted on after rd_kafka_poll() returns, not inside it. */
+        ik->fatal = true;
+        return;
+    }
+    log_warn(NULL, "kafka-error", "error=%s reason=%s",
+             rd_kafka_err2name((rd_kafka_resp_err_t)err),
+             log_quote(quoted, sizeof(quoted), reason));
+}
+
+
+/* Runs on librdkafka's threads; log_write() writes each line at once. */
+void
+ingress_kafka_log(const rd_kafka_t *rk, int level, const char *facility,
+                     const char *buf)
+{
+    enum log_level lvl;
+    char           quoted[1024];
+
+    /* level is a syslog level: 3 error, 4 warning, 5 notice, 6 info. */
+    if (level <= 3)
+        lvl = LOG_LEVEL_ERROR;
+    else if (level == 4)
+        lvl = LOG_LEVEL_WARN;
+    else if (level == 5)
+        lvl = LOG_LEVEL_INFO;
+    else
+        lvl = LOG_LEVEL_DEBUG;
+    if (!log_enabled(lvl))
+        return;
+    log_write(lvl, NULL, "kafka-log", "facility=%s message=%s", facility,
+              log_quote(quoted, sizeof(quoted), buf));
+}
+
+
+struct ingress_kafka_pending *
+ingress_kafka_produce(struct ingress_kafka *ik, const char *topic,
+                      const struct envelope *env,
+                      void (*done)(void *arg, rd_kafka_resp_err_t err),
+                      void *arg, rd_kafka_resp_err_t *errp)
+{
+    struct ingress_kafka_pending *p;
+    unsigned char                *value;
+    size_t                        len;
+    rd_kafka_resp_err_t           err;
+
+    if (ik->rk == NULL) {
+        *errp = RD_KAFKA_RESP_ERR__STATE;
+        return NULL;
+    }
+
+    p = xcalloc(1, sizeof(*p));
+    memcpy(p->id, env->id, sizeof(p->id));
+    p->topic = xstrdup(topic);
+    p->started_ms = util_monotonic_ms();
+    p->done = done;
+    p->arg = arg;
+
+    value = envelope_encode(env, &len);
+    err = rd_kafka_producev(ik->rk,
+                            RD_KAFKA_V_TOPIC(topic),
+                            RD_KAFKA_V_KEY(p->id, ENVELOPE_ID_LEN),
+                            RD_KAFKA_V_VALUE(value, len),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                            RD_KAFKA_V_OPAQUE(p),
+                            RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* On failure the value stays ours despite RD_KAFKA_MSG_F_FREE. */
+        log_warn(p->id, "produce-failed", "topic=%s error=%s", topic,
+                 rd_kafka_err2name(err));
+        free(value);
+        free(p->topic);
+        free(p);
+        *errp = err;
+        return NULL;
+    }
+    /* librdkafka frees value after the report, and p is freed there too. */
+    TAILQ_INSERT_TAIL(&ik->pending, p, entry);
+    return p;
+}
+
+
+void
+ingress_kafka_detach(struct ingress_kafka_pending *p,
+                     enum ingress_kafka_detach_reason reason)
+{
+    p->done = NULL;
+    p->arg = NULL;
+    p->detached = true;
+    p->reason = reason;
+}
+
+
+int
+ingress_kafka_flush(struct ingress_kafka *ik, int timeout_ms)
+{
+    if (ik->rk == NULL)
+        return 0;
+    rd_kafka_flush(ik->rk, timeout_ms);
+    return rd_kafka_outq_len(ik->rk);
+}
+
+
+bool
+ingress_kafka_broken(const struct ingress_kafka *ik)
+{
+    return ik->broken;
+}
+
+
+uint64_t
+ingress_kafka_late_acks(const struct ingress_kafka *ik)
+{
+    return ik->late_acks;
+}

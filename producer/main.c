@@ -1,0 +1,239 @@
+/*
+ * ferry-ingress: accepts outbound mail over ESMTP and publishes each
+ * message to the Kafka topic of its organization's home region, replying
+ * 250 only once Kafka has acknowledged the record.
+ */
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "ingress_durability.h"
+#include "ingress_kafka.h"
+#include "log.h"
+#include "smtp_server.h"
+
+#define MAIN_EXIT_USAGE      64        /* EX_USAGE of sysexits.h */
+
+/* How long sessions waiting for Kafka may take after SIGTERM. */
+#define MAIN_DRAIN_GRACE_MS  10000
+
+/* How long records still in flight may take once the loop has ended. */
+#define MAIN_FLUSH_MS        5000
+
+/* How long the start-up check of the topics may take. */
+#define MAIN_DURABILITY_MS   10000
+
+struct main_args {
+    const char *config_path;
+    bool        check_only;
+};
+
+static void main_usage(void) __attribute__((noreturn));
+static void main_parse_args(int argc, char **argv, struct main_args *args);
+static int main_check_config(const struct config *cfg, char *err,
+                             size_t errlen);
+static int main_check_durability(const struct config *cfg);
+static int main_add_signals(struct event_base *base, struct smtp_server *srv,
+                            struct event *events[3]);
+static void main_on_stop_signal(evutil_socket_t sig, short what, void *arg);
+static void main_on_hangup(evutil_socket_t sig, short what, void *arg);
+
+
+int
+main(int argc, char **argv)
+{
+    struct main_args      args;
+    struct config        *cfg = NULL;
+    struct event_base    *base = NULL;
+    struct ingress_kafka *ik = NULL;
+    struct smtp_server   *srv = NULL;
+    struct event         *signals[3] = { NULL, NULL, NULL };
+    enum log_level        level = LOG_LEVEL_INFO;
+    char                  err[1024];
+    char                  quoted[1100];
+    int                   unflushed;
+    int                   rc = 1;
+
+    /* Arguments. */
+    main_parse_args(argc, argv, &args);
+
+    /* Configuration. */
+    cfg = config_load(args.config_path, err, sizeof(err));
+    if (cfg == NULL || main_check_config(cfg, err, sizeof(err)) == -1) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+    if (args.check_only) {
+        printf("%s: ok\n", args.config_path);
+        rc = 0;
+        goto out;
+    }
+
+    /* Logging. */
+    log_level_parse(cfg->log_level, &level);
+    log_init("ingress", level);
+
+    /* Topics that can lose acknowledged records, before any 250. */
+    if (main_check_durability(cfg) == -1)
+        goto out;
+
+    /* Resources: the event loop, the Kafka producer, the listener. */
+    signal(SIGPIPE, SIG_IGN);
+    if ((base = event_base_new()) == NULL) {
+        log_error(NULL, "startup-failed", "error=\"cannot create the event "
+                  "loop\"");
+        goto out;
+    }
+    if ((ik = ingress_kafka_new(cfg, base, err, sizeof(err))) == NULL ||
+        (srv = smtp_server_new(cfg, base, ik, err, sizeof(err))) == NULL) {
+        log_error(NULL, "startup-failed", "error=%s",
+                  log_quote(quoted, sizeof(quoted), err));
+        goto out;
+    }
+
+    /* Signals. */
+    if (main_add_signals(base, srv, signals) == -1) {
+        log_error(NULL, "startup-failed", "error=\"cannot register signal "
+                  "events\"");
+        goto out;
+    }
+
+    /* Loop, until a drain has closed every connection. */
+    log_info(NULL, "started", "listen=%s hostname=%s config=%s",
+             cfg->ingress_listen, cfg->ingress_hostname, cfg->path);
+    event_base_dispatch(base);
+
+    /* Drain: records still in flight get their reports logged. */
+    unflushed = ingress_kafka_flush(ik, MAIN_FLUSH_MS);
+    rc = ingress_kafka_broken(ik) ? 1 : 0;
+    log_info(NULL, "stopped", "unflushed=%d late_acks=%llu exit=%d",
+             unflushed, (unsigned long long)ingress_kafka_late_acks(ik), rc);
+
+out:
+    /* Teardown: connections first, since they point into the producer. */
+    for (int i = 0; i < 3; i++)
+        if (signals[i] != NULL)
+            event_free(signals[i]);
+    smtp_server_free(srv);
+    ingress_kafka_free(ik);
+    if (base != NULL)
+        event_base_free(base);
+    config_free(cfg);
+    return rc;
+}
+
+
+static void
+main_usage(void)
+{
+    fprintf(stderr, "usage: ferry-ingress -c FILE [--check-config]\n");
+    exit(MAIN_EXIT_USAGE);
+}
+
+
+static void
+main_parse_args(int argc, char **argv, struct main_args *args)
+{
+    static const struct option options[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "check-config", no_argument, NULL, 'C' },
+        { NULL, 0, NULL, 0 },
+    };
+    int ch;
+
+    args->config_path = NULL;
+    args->check_only = false;
+    while ((ch = getopt_long(argc, argv, "c:", options, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            args->config_path = optarg;
+            break;
+        case 'C':
+            args->check_only = true;
+            break;
+        default:
+            main_usage();
+        }
+    }
+    if (args->config_path == NULL || optind != argc)
+        main_usage();
+}
+
+
+/* Adds the ingress's own checks to those of config_load(). */
+static int
+main_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+    if (smtp_server_check(cfg, err, errlen) == -1 ||
+        ingress_kafka_check(cfg, err, errlen) == -1)
+        return -1;
+    return 0;
+}
+
+
+/*
+ * Runs the durability check of the topics. With ingress.durability strict
+ * a failed check stops the start. With relaxed it is a warning, as a
+ * single test broker cannot pass it.
+ */
+static int
+main_check_durability(const struct config *cfg)
+{
+    char err[2048];
+    char quoted[2200];
+
+    /* TODO: repeat the check periodically, and reply 421 while it fails. */
+    if (ingress_durability_check(cfg, MAIN_DURABILITY_MS, err,
+                                 sizeof(err)) == 0) {
+        log_info(NULL, "durability-ok", "min_replicas=%d min_isr=%d",
+                 INGRESS_DURABILITY_MIN_REPLICAS, INGRESS_DURABILITY_MIN_ISR);
+        return 0;
+    }
+    log_quote(quoted, sizeof(quoted), err);
+    if (cfg->ingress_durability == DURABILITY_STRICT) {
+        log_error(NULL, "durability-failed", "problems=%s action=exit "
+                  "hint=\"fix the topics, or set ingress.durability: "
+                  "relaxed for a test broker\"", quoted);
+        return -1;
+    }
+    log_warn(NULL, "durability-weak", "problems=%s action=continue "
+             "reason=\"ingress.durability is relaxed\"", quoted);
+    return 0;
+}
+
+
+/* Makes SIGTERM and SIGINT drain and stop. SIGHUP is only logged. */
+static int
+main_add_signals(struct event_base *base, struct smtp_server *srv,
+                 struct event *events[3])
+{
+    events[0] = evsignal_new(base, SIGTERM, main_on_stop_signal, srv);
+    events[1] = evsignal_new(base, SIGINT, main_on_stop_signal, srv);
+    events[2] = evsignal_new(base, SIGHUP, main_on_hangup, NULL);
+    for (int i = 0; i < 3; i++)
+        if (events[i] == NULL || evsignal_add(events[i], NULL) == -1)
+            return -1;
+    return 0;
+}
+
+
+static void
+main_on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    log_info(NULL, "signal", "signal=%s",
+             sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    smtp_server_drain(arg, MAIN_DRAIN_GRACE_MS);
+}
+
+
+static void
+main_on_hangup(evutil_socket_t sig, short what, void *arg)
+{
+    /* TODO: reload the configuration. Until then the old one stays. */
+    log_warn(NULL, "signal", "signal=SIGHUP action=ignored "
+             "reason=\"configuration reload is not implemented\"");
+}

@@ -1,0 +1,180 @@
+#include "smtp_data.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static void smtp_data_flag(struct smtp_data *d, enum smtp_data_fault fault);
+static void smtp_data_store(struct smtp_data *d, unsigned char c);
+static void smtp_data_end_line(struct smtp_data *d);
+static void smtp_data_text(struct smtp_data *d, unsigned char c);
+static void smtp_data_after_cr(struct smtp_data *d, unsigned char c);
+
+
+void
+smtp_data_init(struct smtp_data *d, size_t max_size)
+{
+    memset(d, 0, sizeof(*d));
+    d->state = SMTP_DATA_LINE_START;
+    d->max_size = max_size;
+    d->in_header = true;
+}
+
+
+void
+smtp_data_fini(struct smtp_data *d)
+{
+    free(d->buf);
+    memset(d, 0, sizeof(*d));
+}
+
+
+static void
+smtp_data_flag(struct smtp_data *d, enum smtp_data_fault fault)
+{
+    d->faults |= 1u << fault;
+}
+
+
+/* Appends one octet of unstuffed text, counting past the size limit. */
+static void
+smtp_data_store(struct smtp_data *d, unsigned char c)
+{
+    d->size++;
+    if (d->in_header && ++d->header_len > SMTP_DATA_HEADER_MAX)
+        smtp_data_flag(d, SMTP_DATA_FAULT_HEADER_TOO_LARGE);
+    if (d->size > d->max_size) {
+        smtp_data_flag(d, SMTP_DATA_FAULT_TOO_LARGE);
+        return;
+    }
+
+    if (d->len == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 4096;
+
+        d->cap = cap < d->max_size ? cap : d->max_size;
+        d->buf = xrealloc(d->buf, d->cap);
+    }
+    d->buf[d->len++] = c;
+}
+
+
+/* Ends a line whose CRLF was just stored. */
+static void
+smtp_data_end_line(struct smtp_data *d)
+{
+    if (d->line_len > SMTP_DATA_LINE_MAX)
+        smtp_data_flag(d, SMTP_DATA_FAULT_LONG_LINE);
+    if (d->line_len == 0)
+        d->in_header = false;
+    d->line_len = 0;
+    d->state = SMTP_DATA_LINE_START;
+}
+
+
+/* Handles an octet inside a line. */
+static void
+smtp_data_text(struct smtp_data *d, unsigned char c)
+{
+    switch (c) {
+    case '\r':
+        d->state = SMTP_DATA_CR;
+        return;
+    case '\n':
+        /*
+         * A bare LF does not start a new line here, so "\n.\r\n" can never
+         * end the data.
+         */
+        smtp_data_flag(d, SMTP_DATA_FAULT_BARE_LF);
+        break;
+    case '\0':
+        smtp_data_flag(d, SMTP_DATA_FAULT_NUL);
+        break;
+    }
+    smtp_data_store(d, c);
+    d->line_len++;
+    d->state = SMTP_DATA_TEXT;
+}
+
+
+/* Handles the octet after a '\r' that is still held back. */
+static void
+smtp_data_after_cr(struct smtp_data *d, unsigned char c)
+{
+    if (c == '\n') {
+        smtp_data_store(d, '\r');
+        smtp_data_store(d, '\n');
+        smtp_data_end_line(d);
+        return;
+    }
+
+    smtp_data_flag(d, SMTP_DATA_FAULT_BARE_CR);
+    smtp_data_store(d, '\r');
+    d->line_len++;
+    smtp_data_text(d, c);
+}
+
+
+size_t
+smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len && d->state != SMTP_DATA_DONE; i++) {
+        unsigned char c = p[i];
+
+        switch (d->state) {
+        case SMTP_DATA_LINE_START:
+            if (c == '.')
+                d->state = SMTP_DATA_DOT;
+            else
+                smtp_data_text(d, c);
+            break;
+
+        case SMTP_DATA_DOT:
+            /* A leading dot is either the terminator or stuffing. */
+            if (c == '\r')
+                d->state = SMTP_DATA_DOT_CR;
+            else
+                smtp_data_text(d, c);
+            break;
+
+        case SMTP_DATA_DOT_CR:
+            if (c == '\n')
+                d->state = SMTP_DATA_DONE;
+            else
+                smtp_data_after_cr(d, c);
+            break;
+
+        case SMTP_DATA_TEXT:
+            smtp_data_text(d, c);
+            break;
+
+        case SMTP_DATA_CR:
+            smtp_data_after_cr(d, c);
+            break;
+
+        case SMTP_DATA_DONE:
+            break;
+        }
+    }
+    return i;
+}
+
+
+bool
+smtp_data_done(const struct smtp_data *d)
+{
+    return d->state == SMTP_DATA_DONE;
+}
+
+
+enum smtp_data_fault
+smtp_data_fault(const struct smtp_data *d)
+{
+    for (int f = SMTP_DATA_FAULT_TOO_LARGE; f <= SMTP_DATA_FAULT_LONG_LINE;
+         f++)
+        if (d->faults & (1u << f))
+            return (enum smtp_data_fault)f;
+    return SMTP_DATA_FAULT_NONE;
+}

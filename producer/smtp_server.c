@@ -1,0 +1,596 @@
+#include "smtp_server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "smtp_session.h"
+#include "util.h"
+
+/*
+ * Idle time before a client is disconnected. RFC 5321 section 4.5.3.2
+ * recommends that servers wait at least 5 minutes for a command.
+ */
+#define SMTP_SERVER_IDLE_SECONDS     300
+
+/* Unread input kept per client. Reading pauses above it. */
+#define SMTP_SERVER_INPUT_MAX        (256 * 1024)
+
+/* Unsent replies above which commands wait until the client reads. */
+#define SMTP_SERVER_OUTPUT_MAX       (64 * 1024)
+
+/* After the grace period, time for the last replies to be written. */
+#define SMTP_SERVER_FLUSH_MS         2000
+
+/* Pause in accepting after running out of descriptors or memory. */
+#define SMTP_SERVER_ACCEPT_PAUSE_MS  1000
+
+/* Maximum host name length in the greeting and the Received header. */
+#define SMTP_SERVER_HOSTNAME_MAX     253
+
+struct smtp_conn {
+    TAILQ_ENTRY(smtp_conn)        entry;
+    struct smtp_server           *srv;
+    struct bufferevent           *bev;
+    struct smtp_session          *s;
+    struct ingress_kafka_pending *pending;      /* not owned */
+    struct event                 *ack_timer;
+    struct event                 *resume;       /* feeds input after a wait */
+    const char                   *reason;       /* why it is closing */
+    bool                          eof;          /* the client sent FIN */
+    bool                          closing;      /* free once flushed */
+};
+
+TAILQ_HEAD(smtp_conn_list, smtp_conn);
+
+struct smtp_server {
+    const struct config   *cfg;
+    struct event_base     *base;
+    struct ingress_kafka  *ik;
+    struct evconnlistener *listener;
+    struct event          *accept_timer;
+    struct event          *drain_timer;
+    struct smtp_conn_list  conns;
+    size_t                 nconns;
+    bool                   draining;
+    bool                   grace_over;
+};
+
+static in_port_t smtp_server_port(const struct sockaddr_storage *ss);
+static void smtp_server_send(void *arg, const char *data, size_t len);
+static enum smtp_produce_status smtp_server_produce(void *arg,
+                                                    const char *topic,
+                                                    const struct envelope *env);
+static enum smtp_produce_status smtp_server_status(rd_kafka_resp_err_t err);
+static void smtp_server_on_report(void *arg, rd_kafka_resp_err_t err);
+static void smtp_server_on_ack_timeout(evutil_socket_t fd, short what,
+                                       void *arg);
+static void smtp_server_on_resume(evutil_socket_t fd, short what, void *arg);
+static void smtp_server_on_accept(struct evconnlistener *listener,
+                                  evutil_socket_t fd, struct sockaddr *sa,
+                                  int salen, void *arg);
+static void smtp_server_on_accept_error(struct evconnlistener *listener,
+                                        void *arg);
+static void smtp_server_on_accept_timer(evutil_socket_t fd, short what,
+                                        void *arg);
+static void smtp_server_on_read(struct bufferevent *bev, void *arg);
+static void smtp_server_on_write(struct bufferevent *bev, void *arg);
+static void smtp_server_on_event(struct bufferevent *bev, short what,
+                                 void *arg);
+static void smtp_server_on_drain_timer(evutil_socket_t fd, short what,
+                                       void *arg);
+static void smtp_server_process(struct smtp_conn *c);
+static void smtp_server_stop_waiting(struct smtp_conn *c,
+                                     enum smtp_produce_status status);
+static void smtp_server_close(struct smtp_conn *c, const char *reason);
+static void smtp_server_free_conn(struct smtp_conn *c, const char *reason);
+static void smtp_server_check_drained(struct smtp_server *srv);
+
+static const struct smtp_session_ops smtp_server_ops = {
+    .send = smtp_server_send,
+    .produce = smtp_server_produce,
+};
+
+
+static in_port_t
+smtp_server_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6)
+        return ((const struct sockaddr_in6 *)(const void *)ss)->sin6_port;
+    return ((const struct sockaddr_in *)(const void *)ss)->sin_port;
+}
+
+
+int
+smtp_server_check(const struct config *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int                     len = (int)sizeof(ss);
+    const char             *host = cfg->ingress_hostname;
+
+    memset(&ss, 0, sizeof(ss));
+    if (evutil_parse_sockaddr_port(cfg->ingress_listen,
+                                   (struct sockaddr *)&ss, &len) == -1 ||
+        smtp_server_port(&ss) == 0) {
+        snprintf(err, errlen, "%s: key 'ingress.listen': '%s' is not an "
+                 "address and port such as 127.0.0.1:2525 or [::1]:2525",
+                 cfg->path, cfg->ingress_listen);
+        return -1;
+    }
+    if (strlen(host) > SMTP_SERVER_HOSTNAME_MAX) {
+        snprintf(err, errlen, "%s: key 'ingress.hostname': longer than %d "
+                 "characters", cfg->path, SMTP_SERVER_HOSTNAME_MAX);
+        return -1;
+    }
+    for (const char *p = host; *p != '\0'; p++) {
+        if (*p <= ' ' || *p > '~') {
+            snprintf(err, errlen, "%s: key 'ingress.hostname': '%s' "
+                     "contains a space or a non-ASCII character", cfg->path,
+                     host);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
+struct smtp_server *
+smtp_server_new(const struct config *cfg, struct event_base *base,
+                struct ingress_kafka *ik, char *err, size_t errlen)
+{
+    struct smtp_server     *srv;
+    struct sockaddr_storage ss;
+    int                     len = (int)sizeof(ss);
+
+    if (smtp_server_check(cfg, err, errlen) == -1)
+        return NULL;
+    evutil_parse_sockaddr_port(cfg->ingress_listen, (struct sockaddr *)&ss,
+                               &len);
+
+    srv = xcalloc(1, sizeof(*srv));
+    srv->cfg = cfg;
+    srv->base = base;
+    srv->ik = ik;
+    TAILQ_INIT(&srv->conns);
+    srv->accept_timer = evtimer_new(base, smtp_server_on_accept_timer, srv);
+    srv->drain_timer = evtimer_new(base, smtp_server_on_drain_timer, srv);
+
+    srv->listener = evconnlistener_new_bind(
+        base, smtp_server_on_accept, srv,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        128, (struct sockaddr *)&ss, len);
+    if (srv->listener == NULL) {
+        snprintf(err, errlen, "cannot listen on %s (key 'ingress.listen'): "
+                 "%s", cfg->ingress_listen, strerror(errno));
+        smtp_server_free(srv);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(srv->listener, smtp_server_on_accept_error);
+    return srv;
+}
+
+
+void
+smtp_server_free(struct smtp_server *srv)
+{
+    struct smtp_conn *c;
+
+    if (srv == NULL)
+        return;
+
+    while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
+        smtp_server_free_conn(c, "shutdown");
+    if (srv->listener != NULL)
+        evconnlistener_free(srv->listener);
+    if (srv->accept_timer != NULL)
+        event_free(srv->accept_timer);
+    if (srv->drain_timer != NULL)
+        event_free(srv->drain_timer);
+    free(srv);
+}
+
+
+size_t
+smtp_server_connections(const struct smtp_server *srv)
+{
+    return srv->nconns;
+}
+
+
+static void
+smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg)
+{
+    struct smtp_server *srv = arg;
+    struct smtp_conn   *c;
+    struct timeval      idle = { SMTP_SERVER_IDLE_SECONDS, 0 };
+    int                 nodelay = 1;
+
+    c = xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->ack_timer = evtimer_new(srv->base, smtp_server_on_ack_timeout, c);
+    c->resume = event_new(srv->base, -1, 0, smtp_server_on_resume, c);
+    if (c->bev == NULL || c->ack_timer == NULL || c->resume == NULL) {
+        log_error(NULL, "accept-failed", "error=\"cannot set up the "
+                  "connection events\"");
+        if (c->bev != NULL)
+            bufferevent_free(c->bev);
+        else
+            evutil_closesocket(fd);
+        if (c->ack_timer != NULL)
+            event_free(c->ack_timer);
+        if (c->resume != NULL)
+            event_free(c->resume);
+        free(c);
+        return;
+    }
+
+    /* Replies are small and a client waits for each, so send them at once. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
+
+    c->s = smtp_session_new(srv->cfg, sa, &smtp_server_ops, c);
+    TAILQ_INSERT_TAIL(&srv->conns, c, entry);
+    srv->nconns++;
+
+    bufferevent_setcb(c->bev, smtp_server_on_read, smtp_server_on_write,
+                      smtp_server_on_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_SERVER_INPUT_MAX);
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+
+    log_info(NULL, "connect", "session=%s client=%s", smtp_session_id(c->s),
+             smtp_session_client(c->s));
+    smtp_session_start(c->s);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+
+/*
+ * Pauses accepting when accept() fails for lack of descriptors or memory,
+ * because the listening socket would stay readable and spin the loop.
+ */
+static void
+smtp_server_on_accept_error(struct evconnlistener *listener, void *arg)
+{
+    struct smtp_server *srv = arg;
+    int                 err = EVUTIL_SOCKET_ERROR();
+    struct timeval      pause = {
+        SMTP_SERVER_ACCEPT_PAUSE_MS / 1000,
+        (SMTP_SERVER_ACCEPT_PAUSE_MS % 1000) * 1000
+    };
+    char                quoted[256];
+
+    log_error(NULL, "accept-failed", "error=%s pause_ms=%d",
+              log_quote(quoted, sizeof(quoted),
+                        evutil_socket_error_to_string(err)),
+              SMTP_SERVER_ACCEPT_PAUSE_MS);
+    evconnlistener_disable(listener);
+    evtimer_add(srv->accept_timer, &pause);
+}
+
+
+static void
+smtp_server_on_accept_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_server *srv = arg;
+
+    if (srv->listener != NULL && !srv->draining)
+        evconnlistener_enable(srv->listener);
+}
+
+
+static void
+smtp_server_send(void *arg, const char *data, size_t len)
+{
+    struct smtp_conn *c = arg;
+
+    bufferevent_write(c->bev, data, len);
+}
+
+
+static enum smtp_produce_status
+smtp_server_produce(void *arg, const char *topic, const struct envelope *env)
+{
+    struct smtp_conn   *c = arg;
+    int64_t             ms = c->srv->cfg->ingress_ack_timeout_ms;
+    struct timeval      deadline = { ms / 1000, (ms % 1000) * 1000 };
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    c->pending = ingress_kafka_produce(c->srv->ik, topic, env,
+                                       smtp_server_on_report, c, &err);
+    if (c->pending == NULL)
+        return smtp_server_status(err);
+    evtimer_add(c->ack_timer, &deadline);
+    return SMTP_PRODUCE_PENDING;
+}
+
+
+static enum smtp_produce_status
+smtp_server_status(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return SMTP_PRODUCE_OK;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        return SMTP_PRODUCE_TIMEOUT;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return SMTP_PRODUCE_TOO_LARGE;
+    default:
+        return SMTP_PRODUCE_FAILED;
+    }
+}
+
+
+/* Handles the delivery report of this connection's message. */
+static void
+smtp_server_on_report(void *arg, rd_kafka_resp_err_t err)
+{
+    struct smtp_conn *c = arg;
+
+    c->pending = NULL;
+    evtimer_del(c->ack_timer);
+    smtp_session_produce_done(c->s, smtp_server_status(err));
+
+    /*
+     * Pipelined commands are read from the next loop pass, not from inside
+     * librdkafka's callback.
+     */
+    event_active(c->resume, 0, 0);
+}
+
+
+static void
+smtp_server_on_ack_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    smtp_server_stop_waiting(arg, SMTP_PRODUCE_TIMEOUT);
+}
+
+
+/*
+ * Gives up waiting for the report and replies with status. A report that
+ * arrives later is only logged.
+ */
+static void
+smtp_server_stop_waiting(struct smtp_conn *c, enum smtp_produce_status status)
+{
+    if (c->pending == NULL)
+        return;
+    ingress_kafka_detach(c->pending, INGRESS_KAFKA_REPLIED);
+    c->pending = NULL;
+    evtimer_del(c->ack_timer);
+    smtp_session_produce_done(c->s, status);
+    event_active(c->resume, 0, 0);
+}
+
+
+static void
+smtp_server_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    smtp_server_process(arg);
+}
+
+
+static void
+smtp_server_on_read(struct bufferevent *bev, void *arg)
+{
+    smtp_server_process(arg);
+}
+
+
+static void
+smtp_server_on_write(struct bufferevent *bev, void *arg)
+{
+    struct smtp_conn *c = arg;
+
+    /* Called once the output buffer is empty. */
+    if (c->closing)
+        smtp_server_free_conn(c, c->reason);
+    else
+        smtp_server_process(c);
+}
+
+
+static void
+smtp_server_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtp_conn *c = arg;
+    enum smtp_state   state = smtp_session_state(c->s);
+    char              reason[160];
+    char              quoted[200];
+
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (c->closing || (what & BEV_EVENT_WRITING)) {
+            smtp_server_free_conn(c, "write-timeout");
+        } else if (state == SMTP_STATE_PRODUCING) {
+            /* The ack timer bounds this wait, so keep watching for a close. */
+            bufferevent_enable(bev, EV_READ);
+        } else {
+            smtp_session_timeout(c->s);
+            smtp_server_close(c, "idle-timeout");
+        }
+        return;
+    }
+
+    if (what & BEV_EVENT_ERROR) {
+        snprintf(reason, sizeof(reason), "network-error error=%s",
+                 log_quote(quoted, sizeof(quoted),
+                           evutil_socket_error_to_string(
+                               EVUTIL_SOCKET_ERROR())));
+        smtp_server_free_conn(c, reason);
+        return;
+    }
+
+    if (what & BEV_EVENT_EOF) {
+        /*
+         * The client may only have shut down its sending side. A message
+         * waiting for Kafka still gets its reply, and the connection closes
+         * once the session has nothing left to do.
+         */
+        c->eof = true;
+        if (c->closing)
+            smtp_server_free_conn(c, c->reason);
+        else
+            smtp_server_process(c);
+    }
+}
+
+
+/*
+ * Feeds buffered input to the session until it stops taking input, then
+ * closes the connection if the session or the client is done. May free c.
+ */
+static void
+smtp_server_process(struct smtp_conn *c)
+{
+    struct evbuffer      *in = bufferevent_get_input(c->bev);
+    struct evbuffer      *out = bufferevent_get_output(c->bev);
+    struct evbuffer_iovec vec;
+    size_t                used;
+
+    while (!c->closing && smtp_session_wants_input(c->s) &&
+           evbuffer_get_length(in) > 0 &&
+           evbuffer_get_length(out) < SMTP_SERVER_OUTPUT_MAX) {
+        if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
+            break;
+        used = smtp_session_feed(c->s, vec.iov_base, vec.iov_len);
+        evbuffer_drain(in, used);
+        if (used < vec.iov_len)
+            break;
+    }
+    if (c->closing)
+        return;
+
+    if (smtp_session_state(c->s) == SMTP_STATE_CLOSED)
+        smtp_server_close(c, smtp_session_close_reason(c->s));
+    else if (c->eof && smtp_session_state(c->s) != SMTP_STATE_PRODUCING &&
+             evbuffer_get_length(in) == 0)
+        smtp_server_close(c, "client-closed");
+}
+
+
+/* Stops reading and frees the connection once its replies are written. */
+static void
+smtp_server_close(struct smtp_conn *c, const char *reason)
+{
+    c->closing = true;
+    c->reason = reason;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        smtp_server_free_conn(c, reason);
+}
+
+
+static void
+smtp_server_free_conn(struct smtp_conn *c, const char *reason)
+{
+    struct smtp_server *srv = c->srv;
+
+    log_info(smtp_session_msgid(c->s), "disconnect",
+             "session=%s reason=%s state=%s", smtp_session_id(c->s),
+             reason != NULL ? reason : "unknown",
+             smtp_session_state_name(smtp_session_state(c->s)));
+
+    /* librdkafka keeps the pending produce, which must not call back. */
+    if (c->pending != NULL)
+        ingress_kafka_detach(c->pending, INGRESS_KAFKA_CLIENT_GONE);
+    event_free(c->ack_timer);
+    event_free(c->resume);
+    bufferevent_free(c->bev);
+    smtp_session_free(c->s);
+    TAILQ_REMOVE(&srv->conns, c, entry);
+    srv->nconns--;
+    free(c);
+
+    if (srv->draining)
+        smtp_server_check_drained(srv);
+}
+
+
+void
+smtp_server_drain(struct smtp_server *srv, int grace_ms)
+{
+    struct smtp_conn *c, *next;
+    struct timeval    grace = { grace_ms / 1000, (grace_ms % 1000) * 1000 };
+
+    if (srv->draining) {
+        log_info(NULL, "drain-in-progress", "connections=%zu", srv->nconns);
+        return;
+    }
+    srv->draining = true;
+    log_info(NULL, "draining", "connections=%zu grace_ms=%d", srv->nconns,
+             grace_ms);
+
+    /* Closing the socket makes new clients fail fast instead of queueing. */
+    evconnlistener_free(srv->listener);
+    srv->listener = NULL;
+
+    for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, entry);
+        if (c->closing)
+            continue;
+        smtp_session_shutdown(c->s);
+        if (smtp_session_state(c->s) == SMTP_STATE_CLOSED)
+            smtp_server_close(c, "shutdown");
+    }
+
+    evtimer_add(srv->drain_timer, &grace);
+    smtp_server_check_drained(srv);
+}
+
+
+/*
+ * First expiry ends the grace period: sessions still waiting for Kafka get
+ * 451 and 421. The second, SMTP_SERVER_FLUSH_MS later, cuts connections
+ * whose clients do not read their last replies.
+ */
+static void
+smtp_server_on_drain_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_server *srv = arg;
+    struct smtp_conn   *c, *next;
+    struct timeval      flush = {
+        SMTP_SERVER_FLUSH_MS / 1000, (SMTP_SERVER_FLUSH_MS % 1000) * 1000
+    };
+    size_t              waiting = 0;
+
+    if (!srv->grace_over) {
+        srv->grace_over = true;
+        for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = next) {
+            next = TAILQ_NEXT(c, entry);
+            if (c->pending == NULL)
+                continue;
+            waiting++;
+            smtp_server_stop_waiting(c, SMTP_PRODUCE_FAILED);
+        }
+        log_warn(NULL, "drain-grace-expired", "waiting=%zu connections=%zu",
+                 waiting, srv->nconns);
+        evtimer_add(srv->drain_timer, &flush);
+        return;
+    }
+
+    while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
+        smtp_server_free_conn(c, "shutdown");
+}
+
+
+static void
+smtp_server_check_drained(struct smtp_server *srv)
+{
+    if (srv->nconns > 0)
+        return;
+    evtimer_del(srv->drain_timer);
+    log_info(NULL, "drained", "late_acks=%llu",
+             (unsigned long long)ingress_kafka_late_acks(srv->ik));
+    event_base_loopexit(srv->base, NULL);
+}

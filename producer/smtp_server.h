@@ -1,0 +1,44 @@
+/*
+ * smtp_server: the listening socket and one bufferevent per client, which
+ * connect the SMTP sessions to the network and to the Kafka producer.
+ *
+ * A connection owns its session. While the session waits for Kafka, the
+ * connection keeps a pointer to the pending produce and runs an ack timer.
+ * The first of delivery report, timer, client gone and shutdown ends the
+ * wait. Every path except the report detaches the connection from the
+ * pending produce, so a late report never touches a freed session.
+ */
+#ifndef FERRY_SMTP_SERVER_H
+#define FERRY_SMTP_SERVER_H
+
+#include <event2/event.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "ingress_kafka.h"
+
+struct smtp_server;
+
+/* Checks the listen address and host name without binding. */
+int smtp_server_check(const struct config *cfg, char *err, size_t errlen);
+
+/* Binds ingress.listen and starts accepting. */
+struct smtp_server *smtp_server_new(const struct config *cfg,
+                                    struct event_base *base,
+                                    struct ingress_kafka *ik, char *err,
+                                    size_t errlen);
+
+/* Closes every connection at once and logs each disconnect. */
+void smtp_server_free(struct smtp_server *srv);
+
+/*
+ * Starts a shutdown: stops accepting, sends 421 to sessions between
+ * commands and in DATA, and gives sessions waiting for Kafka grace_ms to
+ * get their real reply before they get 451. Exits the event loop once
+ * every connection is closed.
+ */
+void smtp_server_drain(struct smtp_server *srv, int grace_ms);
+
+size_t smtp_server_connections(const struct smtp_server *srv);
+
+#endif

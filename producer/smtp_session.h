@@ -1,0 +1,113 @@
+/*
+ * smtp_session: the ESMTP dialogue of one client, without sockets.
+ *
+ * The caller feeds the octets it read, in pieces of any size. The session
+ * sends replies and requests that a message be produced through the
+ * callbacks of struct smtp_session_ops. Commands are handled in order from
+ * the buffered input (RFC 2920 PIPELINING). While a message waits for
+ * Kafka, smtp_session_feed() consumes nothing, so replies to commands
+ * pipelined behind the final dot follow the final-dot reply. The caller
+ * keeps the unconsumed octets and feeds them again after
+ * smtp_session_produce_done().
+ *
+ * The session never frees itself. After it reaches SMTP_STATE_CLOSED the
+ * caller flushes the replies, closes the connection and calls
+ * smtp_session_free(), which discards any open transaction.
+ */
+#ifndef FERRY_SMTP_SESSION_H
+#define FERRY_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "envelope.h"
+
+enum smtp_state {
+    SMTP_STATE_INIT,        /* created, greeting not sent yet */
+    SMTP_STATE_GREETED,     /* waiting for EHLO or HELO */
+    SMTP_STATE_READY,       /* EHLO or HELO done, no transaction */
+    SMTP_STATE_MAIL,        /* MAIL accepted, no recipient accepted yet */
+    SMTP_STATE_RCPT,        /* at least one recipient accepted */
+    SMTP_STATE_DATA,        /* reading message text after 354 */
+    SMTP_STATE_PRODUCING,   /* final dot read, waiting for Kafka */
+    SMTP_STATE_CLOSED       /* 221 or 421 sent, so the caller closes */
+};
+
+/* Outcome of a produce request. */
+enum smtp_produce_status {
+    SMTP_PRODUCE_PENDING,   /* started; smtp_session_produce_done() follows */
+    SMTP_PRODUCE_OK,        /* Kafka acknowledged the record */
+    SMTP_PRODUCE_FAILED,    /* failed or not started: 451 4.3.0 */
+    SMTP_PRODUCE_TIMEOUT,   /* no acknowledgement in time: 451 4.4.1 */
+    SMTP_PRODUCE_TOO_LARGE  /* larger than a record may be: 552 5.3.4 */
+};
+
+struct smtp_session_ops {
+    /* Queues reply octets for the client. */
+    void (*send)(void *arg, const char *data, size_t len);
+
+    /*
+     * Starts producing env to topic. The callee copies what it keeps: env
+     * is freed when this returns. Returns SMTP_PRODUCE_PENDING when the
+     * outcome comes later through smtp_session_produce_done(), or else the
+     * outcome itself. It must not call back into the session.
+     */
+    enum smtp_produce_status (*produce)(void *arg, const char *topic,
+                                        const struct envelope *env);
+};
+
+struct smtp_session;
+
+/*
+ * Creates a session for a client at address client; cfg must outlive it.
+ * Nothing is sent until smtp_session_start().
+ */
+struct smtp_session *smtp_session_new(const struct config *cfg,
+                                      const struct sockaddr *client,
+                                      const struct smtp_session_ops *ops,
+                                      void *arg);
+void smtp_session_free(struct smtp_session *s);
+
+/* Sends the 220 greeting. */
+void smtp_session_start(struct smtp_session *s);
+
+/*
+ * Handles client octets. Returns how many were consumed: all of them,
+ * unless the session started waiting for Kafka or closed on the way.
+ */
+size_t smtp_session_feed(struct smtp_session *s, const void *buf,
+                         size_t len);
+
+/* Delivers the outcome of a pending produce and sends the final reply. */
+void smtp_session_produce_done(struct smtp_session *s,
+                               enum smtp_produce_status status);
+
+/*
+ * Ends the session for a server shutdown: 421 4.3.2 now, or right after
+ * the final-dot reply when a message is waiting for Kafka. A transaction
+ * in the middle of DATA is dropped.
+ */
+void smtp_session_shutdown(struct smtp_session *s);
+
+/* Ends the session because the client was idle too long: 421 4.4.2. */
+void smtp_session_timeout(struct smtp_session *s);
+
+enum smtp_state smtp_session_state(const struct smtp_session *s);
+const char *smtp_session_state_name(enum smtp_state state);
+bool smtp_session_wants_input(const struct smtp_session *s);
+
+/* Returns the 16 hex digits that tag the session's log lines. */
+const char *smtp_session_id(const struct smtp_session *s);
+
+/* Returns the client's IP address as text. */
+const char *smtp_session_client(const struct smtp_session *s);
+
+/* Returns the envelope id of the open transaction, or NULL. */
+const char *smtp_session_msgid(const struct smtp_session *s);
+
+/* Returns why the session closed ("quit", "shutdown", ...), or NULL. */
+const char *smtp_session_close_reason(const struct smtp_session *s);
+
+#endif

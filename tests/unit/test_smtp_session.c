@@ -1,0 +1,1225 @@
+/*
+ * Unit tests of the SMTP session: dialogues of client octets and the exact
+ * replies expected, each sent once in one write and once one octet per
+ * write, with a fake producer that records what the session produced.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "log.h"
+#include "smtp_session.h"
+
+#define HOST      "mx.test"
+#define MAX_SIZE  300000
+
+static const char *config_yaml =
+    "kafka:\n"
+    "  bootstrap_servers: 127.0.0.1:19092\n"
+    "ingress:\n"
+    "  hostname: " HOST "\n"
+    "  regions: [us-east-1, eu-west-1]\n"
+    "  max_message_size: 300000\n"
+    "  max_recipients: 3\n"
+    "regions:\n"
+    "  us-east-1:\n"
+    "  eu-west-1:\n"
+    "  ap-south-1:\n"
+    "organizations:\n"
+    "  - name: acme\n"
+    "    home_region: us-east-1\n"
+    "    domains: [acme.example, example.com]\n"
+    "    networks: [127.0.0.0/8, \"::1/128\"]\n"
+    "    multi_region: true\n"
+    "  - name: bergmann\n"
+    "    home_region: eu-west-1\n"
+    "    domains: [bergmann.example]\n"
+    "    networks: [127.0.0.0/8]\n"
+    "    multi_region: false\n"
+    "  - name: faraway\n"
+    "    home_region: ap-south-1\n"
+    "    domains: [faraway.example]\n"
+    "    networks: [127.0.0.0/8]\n"
+    "    multi_region: true\n";
+
+/* Dialogue building blocks; "<ID>" in expected replies is an envelope id. */
+#define GREETING "220 " HOST " ESMTP Ferry\r\n"
+#define EHLO     "EHLO client.test\r\n"
+#define EHLO_OK                                                     \
+    "250-" HOST " greets client.test\r\n250-PIPELINING\r\n"         \
+    "250-SIZE 300000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
+#define MAIL_OK  "250 2.1.0 Ok\r\n"
+#define RCPT_OK  "250 2.1.5 Ok\r\n"
+#define DATA_GO  "354 Start mail input; end with <CRLF>.<CRLF>\r\n"
+#define QUEUED   "250 2.0.0 Ok: queued as <ID>\r\n"
+#define BYE      "221 2.0.0 Bye\r\n"
+#define TXN \
+    "MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n"
+#define TXN_OK   MAIL_OK RCPT_OK DATA_GO
+#define SENDER_DENIED \
+    "550 5.7.1 sender domain not allowed to relay through this server\r\n"
+#define BARE_LF \
+    "554 5.6.0 bare LF not allowed in message data, end lines with CRLF\r\n"
+#define BARE_CR \
+    "554 5.6.0 bare CR not allowed in message data, end lines with CRLF\r\n"
+#define LONG_LINE "554 5.6.0 line exceeds 998 octets\r\n"
+
+#define RECORDS_MAX 8
+
+enum produce_mode {
+    PRODUCE_COMPLETE,       /* report success as soon as the session waits */
+    PRODUCE_HOLD,           /* the test reports the outcome itself */
+    PRODUCE_REJECT,         /* produce() fails at once */
+    PRODUCE_REPORT_FAILURE, /* report a failure as soon as the session waits */
+    PRODUCE_REPORT_TIMEOUT,
+    PRODUCE_TOO_LARGE       /* produce() finds the record too large */
+};
+
+struct record {
+    char             topic[64];
+    struct envelope *env;       /* decoded from what the session produced */
+};
+
+struct harness {
+    struct smtp_session *s;
+    char                *out;
+    size_t               outlen;
+    size_t               outcap;
+    unsigned char       *in;
+    size_t               inlen;
+    size_t               inoff;
+    size_t               chunk;     /* octets per smtp_session_feed() */
+    enum produce_mode    mode;
+    struct record        records[RECORDS_MAX];
+    size_t               nrecords;
+};
+
+struct dialogue {
+    const char *name;
+    const char *client;         /* octets after the greeting */
+    size_t      client_len;     /* 0: strlen(client) */
+    const char *replies;        /* expected replies after the greeting */
+    size_t      records;
+    const char *body;           /* first record minus Received, or NULL */
+    const char *client_ip;      /* NULL: 127.0.0.1 */
+};
+
+static struct config *cfg;
+
+static const struct smtp_session_ops fake_ops;
+
+
+static void
+fake_send(void *arg, const char *data, size_t len)
+{
+    struct harness *h = arg;
+
+    if (h->outlen + len + 1 > h->outcap) {
+        h->outcap = (h->outlen + len + 1) * 2;
+        h->out = realloc(h->out, h->outcap);
+        assert_non_null(h->out);
+    }
+    memcpy(h->out + h->outlen, data, len);
+    h->outlen += len;
+    h->out[h->outlen] = '\0';
+}
+
+
+static enum smtp_produce_status
+fake_produce(void *arg, const char *topic, const struct envelope *env)
+{
+    struct harness *h = arg;
+    struct record  *rec;
+    unsigned char  *buf;
+    size_t          len;
+    char            err[256];
+
+    if (h->mode == PRODUCE_REJECT)
+        return SMTP_PRODUCE_FAILED;
+    if (h->mode == PRODUCE_TOO_LARGE)
+        return SMTP_PRODUCE_TOO_LARGE;
+
+    assert_true(h->nrecords < RECORDS_MAX);
+    rec = &h->records[h->nrecords++];
+    snprintf(rec->topic, sizeof(rec->topic), "%s", topic);
+
+    /* A round trip through the codec copies the envelope and checks it. */
+    buf = envelope_encode(env, &len);
+    rec->env = envelope_decode(buf, len, err, sizeof(err));
+    free(buf);
+    if (rec->env == NULL)
+        fail_msg("produced envelope does not decode: %s", err);
+    return SMTP_PRODUCE_PENDING;
+}
+
+
+static const struct smtp_session_ops fake_ops = {
+    .send = fake_send,
+    .produce = fake_produce,
+};
+
+
+static struct harness *
+harness_new(const char *client_ip, enum produce_mode mode, size_t chunk)
+{
+    struct harness     *h = calloc(1, sizeof(*h));
+    struct sockaddr_in6 sin6;
+    struct sockaddr_in  sin;
+    const char         *ip = client_ip != NULL ? client_ip : "127.0.0.1";
+
+    assert_non_null(h);
+    h->mode = mode;
+    h->chunk = chunk;
+    if (strchr(ip, ':') != NULL) {
+        memset(&sin6, 0, sizeof(sin6));
+        sin6.sin6_family = AF_INET6;
+        assert_int_equal(inet_pton(AF_INET6, ip, &sin6.sin6_addr), 1);
+        h->s = smtp_session_new(cfg, (struct sockaddr *)&sin6, &fake_ops, h);
+    } else {
+        memset(&sin, 0, sizeof(sin));
+        sin.sin_family = AF_INET;
+        assert_int_equal(inet_pton(AF_INET, ip, &sin.sin_addr), 1);
+        h->s = smtp_session_new(cfg, (struct sockaddr *)&sin, &fake_ops, h);
+    }
+    smtp_session_start(h->s);
+    return h;
+}
+
+
+static void
+harness_free(struct harness *h)
+{
+    smtp_session_free(h->s);
+    for (size_t i = 0; i < h->nrecords; i++)
+        envelope_free(h->records[i].env);
+    free(h->out);
+    free(h->in);
+    free(h);
+}
+
+
+/*
+ * Feeds the queued input as the server does: in chunks, keeping what the
+ * session did not consume, and reporting produce outcomes per the mode.
+ */
+static void
+harness_pump(struct harness *h)
+{
+    for (;;) {
+        size_t n, used;
+
+        if (smtp_session_state(h->s) == SMTP_STATE_PRODUCING) {
+            switch (h->mode) {
+            case PRODUCE_HOLD:
+                return;
+            case PRODUCE_REPORT_FAILURE:
+                smtp_session_produce_done(h->s, SMTP_PRODUCE_FAILED);
+                break;
+            case PRODUCE_REPORT_TIMEOUT:
+                smtp_session_produce_done(h->s, SMTP_PRODUCE_TIMEOUT);
+                break;
+            default:
+                smtp_session_produce_done(h->s, SMTP_PRODUCE_OK);
+                break;
+            }
+            continue;
+        }
+        if (!smtp_session_wants_input(h->s) || h->inoff == h->inlen)
+            return;
+
+        n = h->inlen - h->inoff;
+        if (n > h->chunk)
+            n = h->chunk;
+        used = smtp_session_feed(h->s, h->in + h->inoff, n);
+        assert_true(used <= n);
+        h->inoff += used;
+    }
+}
+
+
+static void
+harness_write(struct harness *h, const void *data, size_t len)
+{
+    h->in = realloc(h->in, h->inlen + len + 1);
+    assert_non_null(h->in);
+    memcpy(h->in + h->inlen, data, len);
+    h->inlen += len;
+    harness_pump(h);
+}
+
+
+static void
+harness_puts(struct harness *h, const char *text)
+{
+    harness_write(h, text, strlen(text));
+}
+
+
+/* Compares output with expected, where "<ID>" matches an envelope id. */
+static bool
+replies_match(const char *expected, const char *actual, size_t len)
+{
+    static const char base32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    size_t            i = 0;
+
+    while (*expected != '\0') {
+        if (strncmp(expected, "<ID>", 4) == 0) {
+            for (int k = 0; k < ENVELOPE_ID_LEN; k++, i++)
+                if (i >= len || actual[i] == '\0' ||
+                    strchr(base32, actual[i]) == NULL)
+                    return false;
+            expected += 4;
+            continue;
+        }
+        if (i >= len || actual[i] != *expected)
+            return false;
+        i++;
+        expected++;
+    }
+    return i == len;
+}
+
+
+/* Writes text with CR and LF visible, for failure messages. */
+static char *
+escape(const char *text, size_t len)
+{
+    char  *out = malloc(len * 4 + 1);
+    size_t n = 0;
+
+    assert_non_null(out);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+
+        if (c == '\r') {
+            memcpy(out + n, "\\r", 2);
+            n += 2;
+        } else if (c == '\n') {
+            memcpy(out + n, "\\n\n", 3);
+            n += 3;
+        } else if (c < 0x20 || c >= 0x7f) {
+            n += (size_t)sprintf(out + n, "\\x%02x", c);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+
+static void
+assert_replies(const struct harness *h, const char *name,
+               const char *expected)
+{
+    if (!replies_match(expected, h->out, h->outlen)) {
+        char *want = escape(expected, strlen(expected));
+        char *got = escape(h->out, h->outlen);
+
+        fail_msg("%s (chunk %zu): replies differ\n--- expected\n%s\n"
+                 "--- actual\n%s", name, h->chunk, want, got);
+    }
+}
+
+
+/* Returns the stored message after its Received header. */
+static const unsigned char *
+record_body(const struct record *rec, size_t *len)
+{
+    const unsigned char *m = rec->env->message;
+    size_t               n = rec->env->message_len;
+
+    assert_true(n > 10);
+    assert_memory_equal(m, "Received: ", 10);
+    for (size_t i = 0; i + 2 < n; i++) {
+        if (m[i] == '\r' && m[i + 1] == '\n' && m[i + 2] != '\t') {
+            *len = n - i - 2;
+            return m + i + 2;
+        }
+    }
+    if (n >= 2 && m[n - 2] == '\r' && m[n - 1] == '\n') {
+        *len = 0;
+        return m + n;
+    }
+    fail_msg("Received header is not terminated");
+    return NULL;
+}
+
+
+static void
+assert_body(const struct record *rec, const char *name, const void *body,
+            size_t body_len)
+{
+    size_t               len = 0;
+    const unsigned char *got = record_body(rec, &len);
+
+    if (len != body_len || memcmp(got, body, len) != 0) {
+        char *want = escape(body, body_len);
+        char *have = escape((const char *)got, len);
+
+        fail_msg("%s: stored body differs\n--- expected\n%s\n--- actual\n%s",
+                 name, want, have);
+    }
+}
+
+
+/* Runs one dialogue with the given write size and checks everything. */
+static void
+run_dialogue(const struct dialogue *d, size_t chunk)
+{
+    struct harness *h = harness_new(d->client_ip, PRODUCE_COMPLETE, chunk);
+    size_t          len = d->client_len ? d->client_len : strlen(d->client);
+    char           *expected;
+
+    expected = malloc(strlen(GREETING) + strlen(d->replies) + 1);
+    assert_non_null(expected);
+    strcpy(expected, GREETING);
+    strcat(expected, d->replies);
+
+    harness_write(h, d->client, len);
+    assert_replies(h, d->name, expected);
+    if (h->nrecords != d->records)
+        fail_msg("%s (chunk %zu): %zu records, expected %zu", d->name, chunk,
+                 h->nrecords, d->records);
+    if (d->body != NULL)
+        assert_body(&h->records[0], d->name, d->body, strlen(d->body));
+
+    free(expected);
+    harness_free(h);
+}
+
+
+static const struct dialogue dialogues[] = {
+    { "ehlo then quit", EHLO "QUIT\r\n", 0, EHLO_OK BYE, 0, NULL, NULL },
+    { "helo reply", "HELO client.test\r\nQUIT\r\n", 0,
+      "250 " HOST " greets client.test\r\n" BYE, 0, NULL, NULL },
+    { "ehlo without name", "EHLO\r\n", 0,
+      "501 5.5.4 syntax: EHLO hostname\r\n", 0, NULL, NULL },
+    { "message accepted",
+      EHLO TXN "Subject: hi\r\n\r\nhello\r\n.\r\nQUIT\r\n", 0,
+      EHLO_OK TXN_OK QUEUED BYE, 1, "Subject: hi\r\n\r\nhello\r\n", NULL },
+    { "empty message", EHLO TXN ".\r\n", 0, EHLO_OK TXN_OK QUEUED, 1, "",
+      NULL },
+    { "lowercase commands",
+      "ehlo client.test\r\nmail from:<alice@example.com>\r\n"
+      "rcpt to:<bob@example.org>\r\nquit\r\n", 0,
+      EHLO_OK MAIL_OK RCPT_OK BYE, 0, NULL, NULL },
+    { "space after colon", EHLO "MAIL FROM: <alice@example.com>\r\n", 0,
+      EHLO_OK MAIL_OK, 0, NULL, NULL },
+    { "bare LF ends command", "EHLO client.test\nQUIT\n", 0, EHLO_OK BYE, 0,
+      NULL, NULL },
+
+    /* Sequence and syntax. */
+    { "mail before ehlo", "MAIL FROM:<alice@example.com>\r\n", 0,
+      "503 5.5.1 send EHLO or HELO first\r\n", 0, NULL, NULL },
+    { "rcpt before mail", EHLO "RCPT TO:<bob@example.org>\r\n", 0,
+      EHLO_OK "503 5.5.1 need MAIL before RCPT\r\n", 0, NULL, NULL },
+    { "data before mail", EHLO "DATA\r\n", 0,
+      EHLO_OK "503 5.5.1 need MAIL command\r\n", 0, NULL, NULL },
+    { "data before rcpt", EHLO "MAIL FROM:<alice@example.com>\r\nDATA\r\n",
+      0, EHLO_OK MAIL_OK "503 5.5.1 need RCPT command\r\n", 0, NULL, NULL },
+    { "nested mail",
+      EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "MAIL FROM:<alice@example.com>\r\n", 0,
+      EHLO_OK MAIL_OK "503 5.5.1 nested MAIL command\r\n", 0, NULL, NULL },
+    { "mail without from", EHLO "MAIL <alice@example.com>\r\n", 0,
+      EHLO_OK "501 5.5.4 syntax: MAIL FROM:<address>\r\n", 0, NULL, NULL },
+    { "data with argument", EHLO "DATA now\r\n", 0,
+      EHLO_OK "501 5.5.4 syntax: DATA\r\n", 0, NULL, NULL },
+    { "unknown command", "FOO bar\r\n", 0,
+      "500 5.5.1 command not recognized\r\n", 0, NULL, NULL },
+    { "starttls not offered", "STARTTLS\r\n", 0,
+      "502 5.5.1 command not implemented\r\n", 0, NULL, NULL },
+    { "noop vrfy help", "NOOP\r\nVRFY bob\r\nHELP\r\n", 0,
+      "250 2.0.0 Ok\r\n"
+      "252 2.5.0 cannot verify the user, but will accept mail for "
+      "delivery\r\n"
+      "214 2.0.0 commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY "
+      "HELP\r\n", 0, NULL, NULL },
+
+    /* NUL in data and in a command line. */
+    { "nul in body",
+      EHLO TXN "Subject: nul\r\n\r\nbefore\0after\r\n.\r\n",
+      sizeof(EHLO TXN "Subject: nul\r\n\r\nbefore\0after\r\n.\r\n") - 1,
+      EHLO_OK TXN_OK "554 5.6.0 NUL not allowed in message data\r\n", 0,
+      NULL, NULL },
+    { "nul before terminator", EHLO TXN "x\0\r\n.\r\nNOOP\r\n",
+      sizeof(EHLO TXN "x\0\r\n.\r\nNOOP\r\n") - 1,
+      EHLO_OK TXN_OK "554 5.6.0 NUL not allowed in message data\r\n"
+      "250 2.0.0 Ok\r\n", 0, NULL, NULL },
+    { "nul in command",
+      EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<bob@example.org>\0junk\r\n",
+      sizeof(EHLO "MAIL FROM:<alice@example.com>\r\n"
+             "RCPT TO:<bob@example.org>\0junk\r\n") - 1,
+      EHLO_OK MAIL_OK "501 5.5.2 NUL not allowed in a command line\r\n", 0,
+      NULL, NULL },
+
+    /* Dot-stuffing, the first line included. */
+    { "dot unstuffing",
+      EHLO TXN "..first-line-dot: x\r\nSubject: dots\r\n\r\n...\r\n..\r\n"
+      "..leading\r\n.\r\n", 0,
+      EHLO_OK TXN_OK QUEUED, 1,
+      ".first-line-dot: x\r\nSubject: dots\r\n\r\n..\r\n.\r\n.leading\r\n",
+      NULL },
+
+    /* Line ends: only CRLF, and only CRLF.CRLF ends the data. */
+    { "bare LF in body", EHLO TXN "a\nb\r\n.\r\n", 0,
+      EHLO_OK TXN_OK BARE_LF, 0, NULL, NULL },
+    { "bare CR in body", EHLO TXN "a\rb\r\n.\r\n", 0,
+      EHLO_OK TXN_OK BARE_CR, 0, NULL, NULL },
+    { "dot then bare CR", EHLO TXN ".\rx\r\n.\r\n", 0,
+      EHLO_OK TXN_OK BARE_CR, 0, NULL, NULL },
+    { "LF dot CRLF is data",
+      EHLO TXN "Subject: s\r\n\r\nhello\n.\r\n"
+      "MAIL FROM:<mallory@acme.example>\r\n.\r\n", 0,
+      EHLO_OK TXN_OK BARE_LF, 0, NULL, NULL },
+
+    /* 8-bit and UTF-8 without SMTPUTF8. */
+    { "non-ascii sender", EHLO "MAIL FROM:<jos\xc3\xa9@example.com>\r\n", 0,
+      EHLO_OK "553 5.6.7 non-ASCII address needs SMTPUTF8, which this "
+      "server does not support\r\n", 0, NULL, NULL },
+    { "smtputf8 parameter", EHLO "MAIL FROM:<alice@example.com> SMTPUTF8\r\n",
+      0, EHLO_OK "555 5.5.4 SMTPUTF8 is not supported\r\n", 0, NULL, NULL },
+    { "8bit header kept",
+      EHLO "MAIL FROM:<alice@example.com> BODY=8BITMIME\r\n"
+      "RCPT TO:<bob@example.org>\r\nDATA\r\n"
+      "Subject: Gr\xc3\xb6\xc3\x9f" "e\r\n\r\nbody \xff\r\n.\r\n", 0,
+      EHLO_OK TXN_OK QUEUED, 1,
+      "Subject: Gr\xc3\xb6\xc3\x9f" "e\r\n\r\nbody \xff\r\n", NULL },
+
+    /* Pipelining. */
+    { "all recipients rejected",
+      EHLO "MAIL FROM:<alice@example.com>\r\nRCPT TO:<@@bad>\r\nDATA\r\n", 0,
+      EHLO_OK MAIL_OK "501 5.1.3 invalid recipient address\r\n"
+      "554 5.5.1 no valid recipients\r\n", 0, NULL, NULL },
+    { "two pipelined transactions",
+      EHLO TXN "Subject: one\r\n\r\n1\r\n.\r\n"
+      "MAIL FROM:<carol@acme.example>\r\nRCPT TO:<dave@example.net>\r\n"
+      "DATA\r\nSubject: two\r\n\r\n2\r\n.\r\nQUIT\r\n", 0,
+      EHLO_OK TXN_OK QUEUED MAIL_OK RCPT_OK DATA_GO QUEUED BYE, 2,
+      "Subject: one\r\n\r\n1\r\n", NULL },
+    { "quit behind final dot", EHLO TXN "x\r\n.\r\nQUIT\r\n", 0,
+      EHLO_OK TXN_OK QUEUED BYE, 1, "x\r\n", NULL },
+    { "input after quit ignored", "QUIT\r\nNOOP\r\n", 0, BYE, 0, NULL,
+      NULL },
+
+    /* Relay probes and address syntax. */
+    { "percent hack", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<bob%evil.example@example.org>\r\n", 0,
+      EHLO_OK MAIL_OK "550 5.7.1 '%' in the local part is not accepted\r\n",
+      0, NULL, NULL },
+    { "source route", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<@relay.example:bob@example.org>\r\n", 0,
+      EHLO_OK MAIL_OK "550 5.7.1 source routes are not accepted\r\n", 0,
+      NULL, NULL },
+    { "quoted at", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<\"bob@evil.example\"@example.org>\r\n", 0,
+      EHLO_OK MAIL_OK "550 5.7.1 '@' in a quoted local part is not "
+      "accepted\r\n", 0, NULL, NULL },
+    { "bang path", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<evil.example!bob@example.org>\r\n", 0,
+      EHLO_OK MAIL_OK "550 5.7.1 '!' in the local part is not accepted\r\n",
+      0, NULL, NULL },
+    { "two at signs", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<bob@evil.example@example.org>\r\n", 0,
+      EHLO_OK MAIL_OK "501 5.1.3 invalid recipient address\r\n", 0, NULL,
+      NULL },
+    { "address literal", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<bob@[192.0.2.1]>\r\n", 0,
+      EHLO_OK MAIL_OK "550 5.7.1 address literals are not accepted\r\n", 0,
+      NULL, NULL },
+    { "recipient without brackets", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:bob@example.org\r\n", 0,
+      EHLO_OK MAIL_OK "501 5.1.3 invalid recipient address\r\n", 0, NULL,
+      NULL },
+    { "quoted local part accepted", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<\"bob smith\"@example.org>\r\n", 0,
+      EHLO_OK MAIL_OK RCPT_OK, 0, NULL, NULL },
+    { "percent hack in sender", EHLO "MAIL FROM:<alice%x@example.com>\r\n",
+      0, EHLO_OK "550 5.7.1 '%' in the local part is not accepted\r\n", 0,
+      NULL, NULL },
+    { "sender without domain", EHLO "MAIL FROM:<alice>\r\n", 0,
+      EHLO_OK "501 5.1.7 invalid sender address\r\n", 0, NULL, NULL },
+
+    /* Relay policy at MAIL. */
+    { "unknown sender domain", EHLO "MAIL FROM:<mallory@evil.example>\r\n",
+      0, EHLO_OK SENDER_DENIED, 0, NULL, NULL },
+    { "null sender", EHLO "MAIL FROM:<>\r\n", 0, EHLO_OK SENDER_DENIED, 0,
+      NULL, NULL },
+    { "sender domain any case", EHLO "MAIL FROM:<alice@EXAMPLE.Com>\r\n", 0,
+      EHLO_OK MAIL_OK, 0, NULL, NULL },
+    { "client outside networks", EHLO "MAIL FROM:<alice@example.com>\r\n", 0,
+      EHLO_OK "550 5.7.1 client address 192.0.2.7 is not allowed to send "
+      "mail for example.com\r\n", 0, NULL, "192.0.2.7" },
+    { "ipv6 client allowed", EHLO "MAIL FROM:<alice@example.com>\r\n", 0,
+      EHLO_OK MAIL_OK, 0, NULL, "::1" },
+    { "region not served", EHLO "MAIL FROM:<x@faraway.example>\r\n", 0,
+      EHLO_OK "550 5.7.1 mail from faraway.example belongs to region "
+      "ap-south-1, which this server does not serve\r\n", 0, NULL, NULL },
+
+    /* MAIL and RCPT parameters. */
+    { "size parameter over max",
+      EHLO "MAIL FROM:<alice@example.com> SIZE=300001\r\n", 0,
+      EHLO_OK "552 5.3.4 message exceeds the maximum size of 300000 "
+      "octets\r\n", 0, NULL, NULL },
+    { "size parameter huge",
+      EHLO "MAIL FROM:<alice@example.com> SIZE=99999999999999999999\r\n", 0,
+      EHLO_OK "552 5.3.4 message exceeds the maximum size of 300000 "
+      "octets\r\n", 0, NULL, NULL },
+    { "size and body accepted",
+      EHLO "MAIL FROM:<alice@example.com> SIZE=300000 BODY=7BIT\r\n", 0,
+      EHLO_OK MAIL_OK, 0, NULL, NULL },
+    { "size not a number", EHLO "MAIL FROM:<alice@example.com> SIZE=12k\r\n",
+      0, EHLO_OK "501 5.5.4 invalid SIZE parameter\r\n", 0, NULL, NULL },
+    { "binarymime rejected",
+      EHLO "MAIL FROM:<alice@example.com> BODY=BINARYMIME\r\n", 0,
+      EHLO_OK "501 5.5.4 invalid BODY parameter\r\n", 0, NULL, NULL },
+    { "unknown mail parameter",
+      EHLO "MAIL FROM:<alice@example.com> RET=FULL\r\n", 0,
+      EHLO_OK "555 5.5.4 unsupported MAIL parameter\r\n", 0, NULL, NULL },
+    { "rcpt parameter", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<bob@example.org> NOTIFY=NEVER\r\n", 0,
+      EHLO_OK MAIL_OK "555 5.5.4 RCPT parameters are not supported\r\n", 0,
+      NULL, NULL },
+
+    /* Recipient limit. */
+    { "recipient limit", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+      "RCPT TO:<c@example.org>\r\nRCPT TO:<d@example.org>\r\n"
+      "DATA\r\nx\r\n.\r\n", 0,
+      EHLO_OK MAIL_OK RCPT_OK RCPT_OK RCPT_OK
+      "452 4.5.3 too many recipients\r\n" DATA_GO QUEUED, 1, "x\r\n", NULL },
+
+    /* RSET and EHLO discard the transaction. */
+    { "rset then data", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      "RCPT TO:<bob@example.org>\r\nRSET\r\nDATA\r\n", 0,
+      EHLO_OK MAIL_OK RCPT_OK "250 2.0.0 Ok\r\n"
+      "503 5.5.1 need MAIL command\r\n", 0, NULL, NULL },
+    { "ehlo resets transaction", EHLO "MAIL FROM:<alice@example.com>\r\n"
+      EHLO "RCPT TO:<bob@example.org>\r\n", 0,
+      EHLO_OK MAIL_OK EHLO_OK "503 5.5.1 need MAIL before RCPT\r\n", 0, NULL,
+      NULL },
+    { "rejected data then next message", EHLO TXN "a\nb\r\n.\r\n"
+      TXN "ok\r\n.\r\n", 0,
+      EHLO_OK TXN_OK BARE_LF TXN_OK QUEUED, 1, "ok\r\n", NULL },
+};
+
+
+static void
+dialogue_one_write(void **state)
+{
+    run_dialogue(*state, SIZE_MAX);
+}
+
+
+static void
+dialogue_byte_per_write(void **state)
+{
+    run_dialogue(*state, 1);
+}
+
+
+/* Sends one message whose text is body (already dot-stuffed). */
+static struct harness *
+send_message(const void *body, size_t len, size_t chunk)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, chunk);
+
+    harness_puts(h, EHLO TXN);
+    harness_write(h, body, len);
+    harness_puts(h, ".\r\n");
+    return h;
+}
+
+
+/* Returns head, then a line of n copies of c ended by CRLF. */
+static char *
+long_line_message(const char *head, size_t n, char c, size_t *len)
+{
+    size_t head_len = strlen(head);
+    char  *msg = malloc(head_len + n + 3);
+
+    assert_non_null(msg);
+    memcpy(msg, head, head_len);
+    memset(msg + head_len, c, n);
+    memcpy(msg + head_len + n, "\r\n", 3);
+    *len = head_len + n + 2;
+    return msg;
+}
+
+
+static void
+long_body_line_rejected(void **state)
+{
+    size_t          len;
+    char           *msg = long_line_message("Subject: a\r\n\r\n", 1500, 'A',
+                                            &len);
+    struct harness *h = send_message(msg, len, SIZE_MAX);
+
+    (void)state;
+    assert_replies(h, "1500-octet body line",
+                   GREETING EHLO_OK TXN_OK LONG_LINE);
+    assert_int_equal(h->nrecords, 0);
+    harness_free(h);
+    free(msg);
+}
+
+
+static void
+long_header_line_rejected(void **state)
+{
+    size_t          len;
+    char           *msg = long_line_message("X-Long: ", 1200 - 8, 'B', &len);
+    struct harness *h;
+
+    (void)state;
+    msg = realloc(msg, len + 9);
+    assert_non_null(msg);
+    memcpy(msg + len, "\r\nbody\r\n", 9);
+    len += 8;
+    h = send_message(msg, len, 7);
+    assert_replies(h, "1200-octet header line",
+                   GREETING EHLO_OK TXN_OK LONG_LINE);
+    assert_int_equal(h->nrecords, 0);
+    harness_free(h);
+    free(msg);
+}
+
+
+static void
+line_of_998_kept(void **state)
+{
+    size_t          len;
+    char           *msg = long_line_message("Subject: c\r\n\r\n", 998, 'C',
+                                            &len);
+    struct harness *h = send_message(msg, len, 1);
+
+    (void)state;
+    assert_replies(h, "998-octet line", GREETING EHLO_OK TXN_OK QUEUED);
+    assert_int_equal(h->nrecords, 1);
+    assert_body(&h->records[0], "998-octet line", msg, len);
+    harness_free(h);
+    free(msg);
+}
+
+
+static void
+stuffed_line_of_998_kept(void **state)
+{
+    size_t          len;
+    char           *msg = long_line_message("\r\n.", 998, '.', &len);
+    char           *stored = long_line_message("\r\n", 998, '.', &len);
+    struct harness *h = send_message(msg, len + 1, SIZE_MAX);
+
+    (void)state;
+    /* 999 octets on the wire, 998 once the stuffed dot is removed. */
+    assert_replies(h, "stuffed 998-octet line",
+                   GREETING EHLO_OK TXN_OK QUEUED);
+    assert_body(&h->records[0], "stuffed 998-octet line", stored, len);
+    harness_free(h);
+    free(stored);
+    free(msg);
+}
+
+
+static void
+long_command_line_recovers(void **state)
+{
+    char            cmd[700];
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, 64);
+
+    (void)state;
+    memcpy(cmd, "RCPT TO:<", 9);
+    memset(cmd + 9, 'a', 600 - 9 - 14);
+    memcpy(cmd + 600 - 14, "@example.org>\r\n", 16);
+    assert_int_equal(strlen(cmd), 601);
+
+    harness_puts(h, EHLO "MAIL FROM:<alice@example.com>\r\n");
+    harness_puts(h, cmd);
+    harness_puts(h, "RCPT TO:<bob@example.org>\r\nDATA\r\nx\r\n.\r\n");
+    assert_replies(h, "600-octet command",
+                   GREETING EHLO_OK MAIL_OK "500 5.5.2 line too long\r\n"
+                   RCPT_OK DATA_GO QUEUED);
+    assert_int_equal(h->nrecords, 1);
+    harness_free(h);
+}
+
+
+static void
+command_line_of_512_accepted(void **state)
+{
+    char            cmd[600];
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+
+    (void)state;
+    /* "NOOP " and 505 octets of padding make 510, and 512 with CRLF. */
+    memcpy(cmd, "NOOP ", 5);
+    memset(cmd + 5, 'x', 505);
+    memcpy(cmd + 510, "\r\n", 2);
+    harness_write(h, cmd, 512);
+    assert_replies(h, "512-octet command", GREETING "250 2.0.0 Ok\r\n");
+    harness_free(h);
+
+    h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+    memset(cmd + 5, 'x', 506);
+    memcpy(cmd + 511, "\r\n", 2);
+    harness_write(h, cmd, 513);
+    assert_replies(h, "513-octet command",
+                   GREETING "500 5.5.2 line too long\r\n");
+    harness_free(h);
+}
+
+
+static void
+folded_references_kept(void **state)
+{
+    char           *msg = malloc(16384);
+    size_t          len = 0;
+    struct harness *h;
+
+    (void)state;
+    assert_non_null(msg);
+    len += (size_t)sprintf(msg + len, "References: <0@example.com>\r\n");
+    for (int i = 1; i <= 60; i++)
+        len += (size_t)sprintf(msg + len,
+                               " <reference-%03d-padding-padding-padding-"
+                               "padding-padding-padding-padding-padding-"
+                               "padding-padding-padding-padding-padding-"
+                               "padding@example.com>\r\n", i);
+    len += (size_t)sprintf(msg + len, "X-Tag: after-refs\r\n\r\nhello\r\n");
+    assert_true(len > 8000);
+
+    h = send_message(msg, len, 3);
+    assert_replies(h, "folded References", GREETING EHLO_OK TXN_OK QUEUED);
+    assert_body(&h->records[0], "folded References", msg, len);
+    harness_free(h);
+    free(msg);
+}
+
+
+static void
+huge_header_rejected(void **state)
+{
+    size_t          cap = 290000;
+    char           *msg = malloc(cap);
+    size_t          len = 0;
+    struct harness *h;
+
+    (void)state;
+    assert_non_null(msg);
+    for (int i = 0; len + 64 < cap - 16; i++)
+        len += (size_t)sprintf(msg + len, "X-Filler-%d: %s\r\n", i,
+                               "abcdefghijklmnopqrstuvwxyz");
+    len += (size_t)sprintf(msg + len, "\r\ntiny\r\n");
+    assert_true(len > 256 * 1024 && len < MAX_SIZE);
+
+    h = send_message(msg, len, SIZE_MAX);
+    assert_replies(h, "huge header",
+                   GREETING EHLO_OK TXN_OK
+                   "552 5.3.4 header section too large\r\n");
+    assert_int_equal(h->nrecords, 0);
+    harness_free(h);
+    free(msg);
+}
+
+
+static void
+message_over_max_rejected(void **state)
+{
+    size_t          len;
+    char           *msg = long_line_message("Subject: big\r\n\r\n", 0, 'x',
+                                            &len);
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+    char            line[102];
+
+    (void)state;
+    memset(line, 'z', 100);
+    memcpy(line + 100, "\r\n", 2);
+    harness_puts(h, EHLO TXN);
+    harness_write(h, msg, len);
+    for (int i = 0; i < 3000; i++)
+        harness_write(h, line, sizeof(line));
+    harness_puts(h, ".\r\nNOOP\r\n");
+    assert_replies(h, "message over max",
+                   GREETING EHLO_OK TXN_OK
+                   "552 5.3.4 message exceeds the maximum size of 300000 "
+                   "octets\r\n250 2.0.0 Ok\r\n");
+    assert_int_equal(h->nrecords, 0);
+    harness_free(h);
+    free(msg);
+}
+
+
+static void
+final_reply_waits_for_ack(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_HOLD, SIZE_MAX);
+
+    (void)state;
+    harness_puts(h, EHLO TXN "Subject: q\r\n\r\nlast chunk\r\n.\r\nQUIT\r\n");
+    assert_replies(h, "before the ack", GREETING EHLO_OK TXN_OK);
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_PRODUCING);
+    assert_int_equal(h->nrecords, 1);
+
+    smtp_session_produce_done(h->s, SMTP_PRODUCE_OK);
+    harness_pump(h);
+    assert_replies(h, "after the ack", GREETING EHLO_OK TXN_OK QUEUED BYE);
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_CLOSED);
+    assert_int_equal(h->nrecords, 1);
+    harness_free(h);
+}
+
+
+static void
+pipelined_transactions_isolated(void **state)
+{
+    struct harness  *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+    struct envelope *one, *two;
+
+    (void)state;
+    harness_puts(h, EHLO "MAIL FROM:<alice@example.com>\r\n"
+                 "RCPT TO:<bob@example.org>\r\nRCPT TO:<eve@example.org>\r\n"
+                 "DATA\r\nSubject: one\r\n\r\n1\r\n.\r\n"
+                 "MAIL FROM:<carol@bergmann.example>\r\n"
+                 "RCPT TO:<dave@example.net>\r\n"
+                 "DATA\r\nSubject: two\r\n\r\n2\r\n.\r\n");
+    assert_int_equal(h->nrecords, 2);
+    one = h->records[0].env;
+    two = h->records[1].env;
+
+    assert_string_not_equal(one->id, two->id);
+    assert_string_equal(one->sender, "alice@example.com");
+    assert_string_equal(two->sender, "carol@bergmann.example");
+    assert_int_equal(one->nrecipients, 2);
+    assert_int_equal(two->nrecipients, 1);
+    assert_string_equal(two->recipients[0], "dave@example.net");
+    assert_string_equal(one->org, "acme");
+    assert_string_equal(two->org, "bergmann");
+    assert_string_equal(h->records[0].topic, "mail.us-east-1");
+    assert_string_equal(h->records[1].topic, "mail.eu-west-1.pinned");
+    assert_body(&h->records[1], "second transaction",
+                "Subject: two\r\n\r\n2\r\n", 19);
+    harness_free(h);
+}
+
+
+static void
+rset_isolates_transactions(void **state)
+{
+    struct harness  *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+    struct envelope *env;
+
+    (void)state;
+    harness_puts(h, EHLO "MAIL FROM:<alice@example.com>\r\n"
+                 "RCPT TO:<bob@example.org>\r\nRSET\r\n"
+                 "MAIL FROM:<carol@acme.example>\r\n"
+                 "RCPT TO:<dave@example.net>\r\nDATA\r\nx\r\n.\r\n");
+    assert_int_equal(h->nrecords, 1);
+    env = h->records[0].env;
+    assert_string_equal(env->sender, "carol@acme.example");
+    assert_int_equal(env->nrecipients, 1);
+    assert_string_equal(env->recipients[0], "dave@example.net");
+    harness_free(h);
+}
+
+
+static void
+envelope_fields_filled(void **state)
+{
+    struct harness  *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+    struct envelope *env;
+    unsigned char    digest[32];
+    char             expected[256];
+    const char      *msg;
+
+    (void)state;
+    harness_puts(h, EHLO TXN "Subject: e\r\n\r\nbody\r\n.\r\n");
+    assert_int_equal(h->nrecords, 1);
+    env = h->records[0].env;
+    msg = (const char *)env->message;
+
+    assert_string_equal(env->org, "acme");
+    assert_string_equal(env->home_region, "us-east-1");
+    assert_true(env->multi_region);
+    assert_int_equal(env->integration, INTEGRATION_SMTP);
+    assert_string_equal(env->client_address, "127.0.0.1");
+    assert_string_equal(env->helo, "client.test");
+    assert_string_equal(env->tls, "");
+    assert_int_equal(env->chunk_index, 0);
+    assert_int_equal(env->chunk_count, 1);
+    assert_int_equal(env->size, env->message_len);
+    assert_true(env->received_at_ms > 1700000000000LL);
+
+    EVP_Digest(env->message, env->message_len, digest, NULL, EVP_sha256(),
+               NULL);
+    assert_memory_equal(env->sha256, digest, 32);
+
+    snprintf(expected, sizeof(expected),
+             "Received: from client.test ([127.0.0.1])\r\n"
+             "\tby " HOST " (Ferry) with ESMTP id %s\r\n"
+             "\tfor <bob@example.org>; ", env->id);
+    assert_true(env->message_len > strlen(expected));
+    assert_memory_equal(msg, expected, strlen(expected));
+
+    /* The reply names the same id as the envelope. */
+    assert_non_null(strstr(h->out, env->id));
+    harness_free(h);
+}
+
+
+static void
+disconnect_mid_data_no_record(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+
+    (void)state;
+    harness_puts(h, EHLO TXN "Subject: half\r\n\r\nfirst half of the");
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_DATA);
+    assert_non_null(smtp_session_msgid(h->s));
+    assert_int_equal(h->nrecords, 0);
+    harness_free(h);
+}
+
+
+static void
+produce_outcomes(void **state)
+{
+    static const struct {
+        const char       *name;
+        enum produce_mode mode;
+        const char       *reply;
+        size_t            records;
+    } cases[] = {
+        { "produce rejected", PRODUCE_REJECT,
+          "451 4.3.0 message not queued, try again later\r\n", 0 },
+        { "report failed", PRODUCE_REPORT_FAILURE,
+          "451 4.3.0 message not queued, try again later\r\n", 1 },
+        { "ack timed out", PRODUCE_REPORT_TIMEOUT,
+          "451 4.4.1 no acknowledgement from the queue in time, try again "
+          "later\r\n", 1 },
+        { "record too large", PRODUCE_TOO_LARGE,
+          "552 5.3.4 message too large for the queue\r\n", 0 },
+    };
+    char expected[512];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        struct harness *h = harness_new(NULL, cases[i].mode, SIZE_MAX);
+
+        harness_puts(h, EHLO TXN "x\r\n.\r\nNOOP\r\n");
+        snprintf(expected, sizeof(expected), "%s%s%s%s%s", GREETING,
+                 EHLO_OK, TXN_OK, cases[i].reply, "250 2.0.0 Ok\r\n");
+        assert_replies(h, cases[i].name, expected);
+        assert_int_equal(h->nrecords, cases[i].records);
+        harness_free(h);
+    }
+}
+
+
+static void
+late_report_ignored(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+
+    (void)state;
+    harness_puts(h, EHLO);
+    smtp_session_produce_done(h->s, SMTP_PRODUCE_OK);
+    assert_replies(h, "report without a message", GREETING EHLO_OK);
+    harness_free(h);
+}
+
+
+static void
+shutdown_between_commands(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+
+    (void)state;
+    harness_puts(h, EHLO);
+    smtp_session_shutdown(h->s);
+    assert_replies(h, "shutdown when idle",
+                   GREETING EHLO_OK "421 4.3.2 " HOST
+                   " service shutting down\r\n");
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_CLOSED);
+    assert_string_equal(smtp_session_close_reason(h->s), "shutdown");
+    harness_free(h);
+}
+
+
+static void
+shutdown_mid_data(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+
+    (void)state;
+    harness_puts(h, EHLO TXN "Subject: cut\r\n\r\npart");
+    smtp_session_shutdown(h->s);
+    harness_puts(h, " more\r\n.\r\n");
+    assert_replies(h, "shutdown in DATA",
+                   GREETING EHLO_OK TXN_OK "421 4.3.2 " HOST
+                   " service shutting down\r\n");
+    assert_int_equal(h->nrecords, 0);
+    harness_free(h);
+}
+
+
+static void
+shutdown_while_producing(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_HOLD, SIZE_MAX);
+
+    (void)state;
+    harness_puts(h, EHLO TXN "x\r\n.\r\nNOOP\r\n");
+    smtp_session_shutdown(h->s);
+    assert_replies(h, "shutdown before the ack", GREETING EHLO_OK TXN_OK);
+
+    smtp_session_produce_done(h->s, SMTP_PRODUCE_OK);
+    assert_replies(h, "shutdown after the ack",
+                   GREETING EHLO_OK TXN_OK QUEUED "421 4.3.2 " HOST
+                   " service shutting down\r\n");
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_CLOSED);
+    harness_free(h);
+}
+
+
+static void
+idle_timeout_closes(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+
+    (void)state;
+    harness_puts(h, EHLO "MAIL FROM:<alice@example.com>\r\n");
+    smtp_session_timeout(h->s);
+    assert_replies(h, "idle timeout",
+                   GREETING EHLO_OK MAIL_OK "421 4.4.2 " HOST
+                   " idle timeout, closing connection\r\n");
+    assert_string_equal(smtp_session_close_reason(h->s), "idle-timeout");
+    harness_free(h);
+}
+
+
+static void
+too_many_errors_close(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+    char           *expected = malloc(4096);
+
+    (void)state;
+    strcpy(expected, GREETING);
+    for (int i = 0; i < 25; i++)
+        harness_puts(h, "FOO\r\n");
+    for (int i = 0; i < 20; i++)
+        strcat(expected, "500 5.5.1 command not recognized\r\n");
+    strcat(expected, "421 4.7.0 " HOST " too many errors, closing "
+           "connection\r\n");
+    assert_replies(h, "twenty errors", expected);
+    assert_string_equal(smtp_session_close_reason(h->s), "too-many-errors");
+    free(expected);
+    harness_free(h);
+}
+
+
+static int
+load_config(void **state)
+{
+    char path[] = "/tmp/ferry-session-test-XXXXXX";
+    char err[512];
+    int  fd = mkstemp(path);
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, config_yaml, strlen(config_yaml)),
+                     (ssize_t)strlen(config_yaml));
+    close(fd);
+    cfg = config_load(path, err, sizeof(err));
+    unlink(path);
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    return 0;
+}
+
+
+static int
+free_config(void **state)
+{
+    (void)state;
+    config_free(cfg);
+    return 0;
+}
+
+
+int
+main(void)
+{
+    static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(long_body_line_rejected),
+        cmocka_unit_test(long_header_line_rejected),
+        cmocka_unit_test(line_of_998_kept),
+        cmocka_unit_test(stuffed_line_of_998_kept),
+        cmocka_unit_test(long_command_line_recovers),
+        cmocka_unit_test(command_line_of_512_accepted),
+        cmocka_unit_test(folded_references_kept),
+        cmocka_unit_test(huge_header_rejected),
+        cmocka_unit_test(message_over_max_rejected),
+        cmocka_unit_test(final_reply_waits_for_ack),
+        cmocka_unit_test(pipelined_transactions_isolated),
+        cmocka_unit_test(rset_isolates_transactions),
+        cmocka_unit_test(envelope_fields_filled),
+        cmocka_unit_test(disconnect_mid_data_no_record),
+        cmocka_unit_test(produce_outcomes),
+        cmocka_unit_test(late_report_ignored),
+        cmocka_unit_test(shutdown_between_commands),
+        cmocka_unit_test(shutdown_mid_data),
+        cmocka_unit_test(shutdown_while_producing),
+        cmocka_unit_test(idle_timeout_closes),
+        cmocka_unit_test(too_many_errors_close),
+    };
+    size_t             ndialogues = sizeof(dialogues) / sizeof(*dialogues);
+    size_t             nfixed = sizeof(fixed) / sizeof(*fixed);
+    size_t             n = 0;
+    struct CMUnitTest *tests;
+    char             (*names)[128];
+    int                rc;
+
+    log_init("ingress", LOG_LEVEL_ERROR);
+
+    /* One test per dialogue and write size, named after the dialogue. */
+    tests = calloc(2 * ndialogues + nfixed, sizeof(*tests));
+    names = calloc(2 * ndialogues, sizeof(*names));
+    assert_non_null(tests);
+    assert_non_null(names);
+    for (size_t i = 0; i < ndialogues; i++) {
+        snprintf(names[2 * i], sizeof(names[0]), "%s, one write",
+                 dialogues[i].name);
+        snprintf(names[2 * i + 1], sizeof(names[0]), "%s, octet by octet",
+                 dialogues[i].name);
+        tests[n++] = (struct CMUnitTest){ names[2 * i], dialogue_one_write,
+                                          NULL, NULL,
+                                          (void *)&dialogues[i] };
+        tests[n++] = (struct CMUnitTest){ names[2 * i + 1],
+                                          dialogue_byte_per_write, NULL,
+                                          NULL, (void *)&dialogues[i] };
+    }
+    for (size_t i = 0; i < nfixed; i++)
+        tests[n++] = fixed[i];
+
+    rc = _cmocka_run_group_tests("smtp_session", tests, n, load_config,
+                                 free_config);
+    free(tests);
+    free(names);
+    return rc;
+}
