@@ -1,0 +1,147 @@
+/*
+ * ses: the Amazon SES v2 client of the delivery worker.
+ *
+ * Requests run on a libcurl multi handle, up to max_in_flight at once on
+ * kept-alive connections. ses_client_run() waits for network events for a
+ * bounded time and calls the done callback for every request that ended.
+ * Each request is signed with SigV4 when it is started, so a retry is a new
+ * request with a new date and signature.
+ *
+ * Every response, and every failure to get one, is classified into one
+ * enum ses_result, which tells the caller what to do with the message:
+ * record it as delivered, back off, stop the region, stop for a local
+ * fault, or dead-letter it.
+ */
+#ifndef FERRY_SES_H
+#define FERRY_SES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * SES v2 limit for a raw message, counted after base64 encoding: 40 MiB
+ * (Amazon SES developer guide, "Service quotas in Amazon SES").
+ */
+#define SES_MAX_BASE64_BYTES 41943040
+
+enum ses_result {
+    SES_OK,             /* accepted; message_id is set */
+    SES_THROTTLED,      /* send rate exceeded: back off, then retry */
+    SES_RETRY,          /* 5xx, timeout, reset, refused: back off, retry */
+    SES_REGION_DOWN,    /* sending paused, suspended, daily quota used up */
+    SES_LOCAL_FAULT,    /* our credentials, clock or setup are wrong */
+    SES_REJECTED        /* this message can never be sent: dead-letter it */
+};
+
+struct ses_credentials {
+    char *access_key_id;
+    char *secret_access_key;
+    char *session_token;            /* NULL when none is set */
+};
+
+struct ses_email {
+    const char          *envelope_id;
+    const char          *sender;
+    char *const         *recipients;
+    size_t               nrecipients;
+    const unsigned char *raw;           /* the whole MIME message */
+    size_t               raw_len;
+};
+
+struct ses_outcome {
+    enum ses_result result;
+    long            http_status;        /* 0 when no response came */
+    char            error_type[128];    /* x-amzn-ErrorType, or "" */
+    char            reason[512];        /* one line for logs and headers */
+    char            message_id[256];    /* SendEmail: SES MessageId */
+    const char     *body;               /* response body, valid in the
+                                           callback only; may be NULL */
+};
+
+/* Called once for every request that ended, from ses_client_run(). */
+typedef void ses_done_fn(void *opaque, const struct ses_outcome *outcome);
+
+struct ses_client_options {
+    const char                   *region;
+    const char                   *endpoint;     /* base URL */
+    const struct ses_credentials *creds;
+    long                          timeout_ms;   /* whole request */
+    long                          max_in_flight;
+    ses_done_fn                  *done;
+};
+
+struct ses_client;
+
+/* Reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN. */
+int ses_credentials_from_env(struct ses_credentials *creds, char *err,
+                             size_t errlen);
+void ses_credentials_fini(struct ses_credentials *creds);
+
+struct ses_client *ses_client_new(const struct ses_client_options *opts,
+                                  char *err, size_t errlen);
+void ses_client_free(struct ses_client *client);
+
+/*
+ * Starts SendEmail for email, signed now. Returns -1 and fills err when
+ * the request cannot be started: no free slot, a message too large for SES
+ * (see ses_email_fits()), or a sender or recipient that is not UTF-8.
+ */
+int ses_client_send_email(struct ses_client *client,
+                          const struct ses_email *email, void *opaque,
+                          char *err, size_t errlen);
+
+/* Starts GetAccount; the callback's outcome carries the JSON body. */
+int ses_client_get_account(struct ses_client *client, void *opaque,
+                           char *err, size_t errlen);
+
+/*
+ * Drops the request started with opaque, without calling its callback.
+ * SES may still have received it.
+ */
+void ses_client_cancel(struct ses_client *client, void *opaque);
+
+/*
+ * Waits up to timeout_ms for network activity on the requests or for
+ * wake_fd (-1 for none) to become readable, then calls the callbacks of
+ * the requests that ended. Returns 0, or -1 when libcurl failed.
+ */
+int ses_client_run(struct ses_client *client, int wake_fd, int timeout_ms);
+
+size_t ses_client_in_flight(const struct ses_client *client);
+
+/* Milliseconds the signing clock is moved by to match SES's Date header. */
+int64_t ses_client_clock_offset_ms(const struct ses_client *client);
+
+/* Returns 0 when raw_len bytes fit SES's limit after base64, else -1. */
+int ses_email_fits(size_t raw_len);
+
+/*
+ * Returns the SendEmail JSON body (a malloc'd string the caller frees) and
+ * its length in *len.
+ */
+char *ses_send_email_body(const struct ses_email *email, size_t *len);
+
+/*
+ * Writes the Host header value for a base URL as curl sends it: the host,
+ * with ":port" only when the URL names a port other than the scheme's
+ * default. Returns -1 when the URL cannot be parsed.
+ */
+int ses_endpoint_host(const char *endpoint, char *host, size_t size);
+
+/*
+ * Classifies an HTTP response and writes a one-line reason.
+ * error_type is the x-amzn-ErrorType value (namespace and ":..." suffix
+ * allowed) or NULL; message is the error body's message or NULL. A 200
+ * counts as SES_OK only when has_message_id is set.
+ */
+enum ses_result ses_classify(long status, const char *error_type,
+                             const char *message, int has_message_id,
+                             char *reason, size_t reasonlen);
+
+/* Classifies a transfer that got no HTTP response, by its CURLcode. */
+enum ses_result ses_classify_transport(int curl_code, const char *detail,
+                                       char *reason, size_t reasonlen);
+
+const char *ses_result_name(enum ses_result result);
+
+#endif
