@@ -1,0 +1,110 @@
+/*
+ * deliver: the delivery worker of one region R.
+ *
+ * Two consumers read mail.R (group ferry-deliver.R) and mail.R.pinned
+ * (group ferry-deliver.R.pinned), and every message goes to SES in R. A
+ * message is done when SES accepted it and its ferry.delivered record is
+ * acknowledged, or when SES rejected it for good and its mail.R.dead
+ * records are acknowledged. Offsets are committed per partition only up to
+ * the first message not yet done (see window.h).
+ *
+ * One application thread runs everything. It waits in ses_client_run() on
+ * the SES sockets and on a pipe that librdkafka writes to when one of its
+ * queues gets an event, then serves the Kafka queues without blocking.
+ *
+ * deliver.c owns the Kafka side (consumers, rebalances, commits, pauses),
+ * and outbound.c one message's way to SES and to its outcome record.
+ */
+#ifndef FERRY_DELIVER_H
+#define FERRY_DELIVER_H
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "outbound.h"
+#include "ses.h"
+#include "window.h"
+
+/* An assigned partition and the messages consumed from it. */
+struct deliver_partition {
+    struct deliver_source    *src;
+    struct deliver_partition *next;
+    int32_t                   partition;
+    struct window             window;
+    struct outbound          *head;         /* oldest message not done */
+    struct outbound          *tail;
+    int                       paused;       /* as last set in librdkafka */
+    int                       revoking;     /* being handed over */
+    int64_t                   committed;    /* last committed, or -1 */
+    char                     *committed_done;   /* its metadata */
+};
+
+/* One consumer: a topic and its group. */
+struct deliver_source {
+    struct deliver           *d;
+    rd_kafka_t               *rk;
+    char                      topic[256];
+    char                      group[256];
+    struct deliver_partition *parts;
+};
+
+struct deliver {
+    const struct config   *cfg;
+    char                   region[64];
+    char                   dead_topic[256];
+    struct deliver_source  sources[2];
+    rd_kafka_t            *producer;
+    struct ses_client     *ses;
+    int                    wake[2];         /* pipe librdkafka writes to */
+    size_t                 in_progress;     /* messages not yet done */
+    int                    flow_paused;     /* in_progress reached its
+                                               high mark */
+    int                    stopping;        /* shutdown: no new sends */
+    int                    fatal;           /* librdkafka fatal error */
+    int                    region_stopped;  /* REGION_DOWN or LOCAL_FAULT */
+    int64_t                next_probe_ms;   /* when stopped: next attempt */
+    int64_t                hold_until_ms;   /* throttled: no sends before */
+    int64_t                next_commit_ms;
+    struct outbound       *orphans;         /* dropped, reports pending */
+};
+
+/* Exit statuses of ferry-deliver (sysexits.h values). */
+#define DELIVER_EXIT_USAGE  64
+#define DELIVER_EXIT_CONFIG 78
+
+/*
+ * Checks that the configuration can run a worker for region (NULL: the
+ * configured deliver.region) and fills err when not.
+ */
+int deliver_check(const struct config *cfg, const char *region, char *err,
+                  size_t errlen);
+
+struct deliver *deliver_new(const struct config *cfg, const char *region,
+                            const struct ses_credentials *creds, char *err,
+                            size_t errlen);
+
+/* Runs until *stop is set; returns 0, or -1 after a fatal Kafka error. */
+int deliver_run(struct deliver *d, volatile sig_atomic_t *stop);
+
+/*
+ * Stops fetching, lets the requests in flight end within grace_ms,
+ * commits and leaves both groups.
+ */
+void deliver_drain(struct deliver *d, int64_t grace_ms);
+
+void deliver_free(struct deliver *d);
+
+/* Returns the wait before attempt number attempt + 1, jitter included. */
+int64_t deliver_backoff_ms(const struct deliver *d, int attempt);
+
+/* Stops all sending after a region-wide or local fault; logs it. */
+void deliver_stop_region(struct deliver *d, const struct outbound *ob,
+                         const struct ses_outcome *outcome);
+
+/* Lets sending start again after a response showing that SES works. */
+void deliver_resume_region(struct deliver *d);
+
+#endif

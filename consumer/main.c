@@ -1,0 +1,158 @@
+/*
+ * ferry-deliver: consumes the mail topics of one region and sends every
+ * message to Amazon SES in that region.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "deliver.h"
+#include "log.h"
+#include "ses.h"
+
+struct main_options {
+    const char *config_path;
+    const char *region;             /* NULL: deliver.region */
+    int         check_config;
+};
+
+static volatile sig_atomic_t main_stop;
+
+static int main_parse_args(int argc, char **argv, struct main_options *o);
+static void main_usage(FILE *out);
+static void main_on_signal(int sig);
+static void main_install_signals(void);
+
+
+static void
+main_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ferry-deliver -c FILE [--region REGION] "
+            "[--check-config]\n"
+            "  -c, --config FILE  configuration file (YAML)\n"
+            "  --region REGION    region to deliver for; overrides "
+            "deliver.region\n"
+            "  --check-config     check the configuration, print "
+            "\"FILE: ok\" and exit\n"
+            "SES credentials come from AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY and\nAWS_SESSION_TOKEN.\n");
+}
+
+
+static int
+main_parse_args(int argc, char **argv, struct main_options *o)
+{
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "region", required_argument, NULL, 'r' },
+        { "check-config", no_argument, NULL, 'k' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->config_path = optarg; break;
+        case 'r': o->region = optarg; break;
+        case 'k': o->check_config = 1; break;
+        case 'h': main_usage(stdout); exit(0);
+        default: return -1;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "ferry-deliver: unexpected argument '%s'\n",
+                argv[optind]);
+        return -1;
+    }
+    if (o->config_path == NULL) {
+        fprintf(stderr, "ferry-deliver: missing -c FILE\n");
+        return -1;
+    }
+    return 0;
+}
+
+
+static void
+main_on_signal(int sig)
+{
+    main_stop = sig;
+}
+
+
+static void
+main_install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = main_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    struct main_options    opts;
+    struct config         *cfg;
+    struct ses_credentials creds;
+    struct deliver        *d;
+    enum log_level         level = LOG_LEVEL_INFO;
+    char                   err[1024];
+    int                    rc;
+
+    /* Arguments and configuration. */
+    if (main_parse_args(argc, argv, &opts) == -1) {
+        main_usage(stderr);
+        return DELIVER_EXIT_USAGE;
+    }
+    if ((cfg = config_load(opts.config_path, err, sizeof(err))) == NULL ||
+        deliver_check(cfg, opts.region, err, sizeof(err)) == -1) {
+        fprintf(stderr, "ferry-deliver: %s\n", err);
+        config_free(cfg);
+        return DELIVER_EXIT_CONFIG;
+    }
+    if (opts.check_config) {
+        printf("%s: ok\n", opts.config_path);
+        config_free(cfg);
+        return 0;
+    }
+
+    /* Logging and credentials. */
+    log_level_parse(cfg->log_level, &level);
+    log_init("deliver", level);
+    if (ses_credentials_from_env(&creds, err, sizeof(err)) == -1) {
+        fprintf(stderr, "ferry-deliver: %s\n", err);
+        config_free(cfg);
+        return DELIVER_EXIT_CONFIG;
+    }
+
+    /* Kafka and SES handles, then signals and the loop. */
+    if ((d = deliver_new(cfg, opts.region, &creds, err,
+                         sizeof(err))) == NULL) {
+        fprintf(stderr, "ferry-deliver: %s\n", err);
+        ses_credentials_fini(&creds);
+        config_free(cfg);
+        return 1;
+    }
+    main_install_signals();
+    rc = deliver_run(d, &main_stop);
+
+    /* Drain, then teardown. */
+    log_info(NULL, "stopping", "signal=%d", (int)main_stop);
+    deliver_drain(d, cfg->deliver_request_timeout_ms + 5000);
+    deliver_free(d);
+    ses_credentials_fini(&creds);
+    config_free(cfg);
+    log_info(NULL, "stopped", "exit=%d", rc == 0 ? 0 : 1);
+    return rc == 0 ? 0 : 1;
+}
