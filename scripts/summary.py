@@ -1,0 +1,186 @@
+"""Check what a run delivered, from the ledgers of the ses-local endpoints.
+
+The ledgers are the truth: one JSON line per SendEmail call that an
+endpoint accepted, with the envelope id Ferry tagged it with, and the raw
+bytes kept in messages/<MessageId>.eml beside the ledger.
+"""
+
+import collections
+import hashlib
+import json
+import os
+import time
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, \
+    TopicPartition
+from confluent_kafka.admin import AdminClient
+
+
+def read_ledger(state_dir):
+    """Return the ledger entries of one ses-local state directory."""
+    path = os.path.join(state_dir, "ledger.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def split_trace_header(raw):
+    """Split raw mail into its first header field (with folded lines) and
+    the rest."""
+    end = 0
+    while True:
+        nl = raw.find(b"\r\n", end)
+        if nl == -1:
+            return raw, b""
+        end = nl + 2
+        if raw[end:end + 1] not in (b" ", b"\t"):
+            return raw[:end], raw[end:]
+
+
+def group_offsets(bootstrap, groups):
+    """Return {(group, topic, partition): (committed, high)} for the topics
+    of each group; committed is None for a partition never committed."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    consumer = Consumer({"bootstrap.servers": bootstrap,
+                         "group.id": "ferry-summary",
+                         "enable.auto.commit": False})
+    result = {}
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        for group, topic in groups:
+            partitions = [TopicPartition(topic, p)
+                          for p in metadata.topics[topic].partitions]
+            future = admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, partitions)])
+            committed = future[group].result(timeout=10)
+            for tp in committed.topic_partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, tp.partition), timeout=10)
+                offset = tp.offset if tp.offset >= 0 else None
+                result[(group, topic, tp.partition)] = (offset, high)
+    finally:
+        consumer.close()
+    return result
+
+
+def wait_drained(bootstrap, groups, timeout, progress=None):
+    """Wait until every group committed up to the end of its topics.
+
+    Returns the total lag left (0 when drained).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        offsets = group_offsets(bootstrap, groups)
+        lag = sum(high - (committed or 0)
+                  for committed, high in offsets.values())
+        if progress is not None:
+            progress(lag)
+        if lag == 0 or time.monotonic() >= deadline:
+            return lag
+        time.sleep(1)
+
+
+class Summary:
+    """The outcome of a run, computed from what was sent and the ledgers."""
+
+    def __init__(self, messages, ledger_dirs, organizations):
+        self.messages = messages
+        self.sent = len(messages)
+        accepted = [m for m in messages if m.code == 250]
+        self.accepted = len(accepted)
+        self.refused = collections.Counter(
+            "%s %s" % (m.code, m.reply) for m in messages
+            if m.code is not None and m.code != 250)
+        self.failed = sum(1 for m in messages if m.code is None)
+        self.invalid = collections.Counter(
+            p for m in messages for p in m.problems)
+        self.invalid_messages = sum(1 for m in messages if m.problems)
+        self.invalid_accepted = sum(1 for m in accepted if m.problems)
+
+        entries = collections.defaultdict(list)
+        self.per_region = collections.Counter()
+        for region, state_dir in ledger_dirs.items():
+            for entry in read_ledger(state_dir):
+                entry["state_dir"] = state_dir
+                entries[entry["envelope_id"]].append(entry)
+                self.per_region[region] += 1
+
+        home = {o["domain"]: o["home_region"] for o in organizations}
+        self.lost = []
+        self.duplicated = []
+        self.wrong_region = []
+        self.identical = 0
+        self.different = []
+        for m in accepted:
+            got = entries.get(m.envelope_id, [])
+            if not got:
+                self.lost.append(m)
+                continue
+            if len(got) > 1:
+                self.duplicated.append(m)
+            domain = m.sender.rsplit("@", 1)[1]
+            if any(e["region"] != home[domain] for e in got):
+                self.wrong_region.append(m)
+            if self.is_identical(m, got[0]):
+                self.identical += 1
+            else:
+                self.different.append(m)
+        known = {m.envelope_id for m in accepted}
+        self.unexpected = sum(len(v) for k, v in entries.items()
+                              if k not in known)
+        self.delivered = sum(self.per_region.values())
+
+    @staticmethod
+    def is_identical(message, entry):
+        """True when SES got the sent bytes plus one Received header that
+        names the envelope id."""
+        path = os.path.join(entry["state_dir"], "messages",
+                            entry["message_id"] + ".eml")
+        with open(path, "rb") as f:
+            raw = f.read()
+        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            return False
+        trace, rest = split_trace_header(raw)
+        return (trace.startswith(b"Received: ")
+                and message.envelope_id.encode() in trace
+                and hashlib.sha256(rest).hexdigest() == message.sha256)
+
+    def rows(self):
+        rows = [("sent", self.sent),
+                ("accepted (250)", self.accepted)]
+        for reply, count in self.refused.most_common():
+            rows.append(("rejected: " + reply[:66], count))
+        if self.failed:
+            rows.append(("no reply (connection failed)", self.failed))
+        for region, count in sorted(self.per_region.items()):
+            rows.append(("delivered in " + region, count))
+        rows += [("lost (accepted, never delivered)", len(self.lost)),
+                 ("duplicated (delivered twice or more)",
+                  len(self.duplicated)),
+                 ("delivered outside the home region",
+                  len(self.wrong_region)),
+                 ("byte-identical apart from the trace header",
+                  self.identical),
+                 ("delivered but not byte-identical", len(self.different)),
+                 ("delivered but never accepted", self.unexpected)]
+        return rows
+
+    def invalid_rows(self):
+        rows = [("messages that are not valid mail", self.invalid_messages)]
+        for problem, count in self.invalid.most_common():
+            rows.append(("  " + problem, count))
+        rows.append(("  of which accepted anyway", self.invalid_accepted))
+        return rows
+
+    def format(self):
+        out = []
+        for title, rows in (("Corpus", self.invalid_rows()),
+                            ("Outcome", self.rows())):
+            width = max(len(label) for label, _ in rows)
+            out.append("%s" % title)
+            out.append("  %s  %s" % ("-" * width, "-" * 7))
+            for label, value in rows:
+                out.append("  %-*s  %7d" % (width, label, value))
+            out.append("")
+        return "\n".join(out)
