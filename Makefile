@@ -92,9 +92,11 @@ test-e2e: all
 	$(Q)python3 -m pytest -q tests/e2e
 
 check:
-	$(Q)shellcheck scripts/install-deps scripts/kafka-local scripts/demo
+	$(Q)shellcheck scripts/install-deps scripts/kafka-local .ci/run
 
 style:
+	$(Q)command -v clang-format >/dev/null || \
+	    { echo "make style: clang-format not found (apt-get install clang-format)"; exit 1; }
 	$(Q)clang-format -i common/*.[ch] producer/*.[ch] consumer/*.[ch] \
 	    tests/unit/*.c
 
