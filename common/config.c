@@ -302,7 +302,7 @@ config_read_string_list(struct config_reader *r, yaml_node_t *node,
 }
 
 
-/* Fails on a key that no reader of this mapping knows. */
+/* Rejects a key of the mapping that is not in the known list. */
 static int
 config_only_keys(struct config_reader *r, yaml_node_t *map,
                  const char *section, const char *const *known)

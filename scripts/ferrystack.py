@@ -56,7 +56,7 @@ def wait_for_port(port, timeout, process=None):
 
 
 class StackError(Exception):
-    """A part of the stack failed to start; the message says which."""
+    """A part of the stack failed to start; the message names the part."""
 
 
 class Stack:

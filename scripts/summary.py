@@ -89,7 +89,7 @@ class Summary:
         self.sent = len(messages)
         accepted = [m for m in messages if m.code == 250]
         self.accepted = len(accepted)
-        self.refused = collections.Counter(
+        self.rejected = collections.Counter(
             "%s %s" % (m.code, m.reply) for m in messages
             if m.code is not None and m.code != 250)
         self.failed = sum(1 for m in messages if m.code is None)
@@ -149,7 +149,7 @@ class Summary:
     def rows(self):
         rows = [("sent", self.sent),
                 ("accepted (250)", self.accepted)]
-        for reply, count in self.refused.most_common():
+        for reply, count in self.rejected.most_common():
             rows.append(("rejected: " + reply[:66], count))
         if self.failed:
             rows.append(("no reply (connection failed)", self.failed))

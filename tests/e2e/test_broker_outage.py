@@ -1,7 +1,7 @@
 """The Kafka broker stops while mail is being sent.
 
 While the broker is down the ingress cannot get an acknowledgement, so it
-must answer 451 and never 250; every message that did get 250, before the
+must reply 451 and never 250. Every message that did get 250, before the
 outage or after the broker came back, must be delivered exactly once.
 """
 
@@ -28,7 +28,7 @@ def outage_stack(tmp_path, base_port):
 
 
 def sender(stack, stop, results):
-    """Send one small message per session until told to stop."""
+    """Send one small message per session until `stop` is set."""
     org = ferrystack.ORGANIZATIONS[0]
     i = 0
     while not stop.is_set():

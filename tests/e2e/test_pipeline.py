@@ -176,7 +176,7 @@ def ses_control(stack, region, method, path, body=None):
 
 
 def test_ses_errors_retried_without_loss(stack, corpus_run):
-    """SES answering 503 must delay delivery, never drop or repeat it."""
+    """SES errors (503) must delay delivery, never drop or repeat it."""
     ses_control(stack, "us-east-1", "POST", "/_ferry/faults",
                 {"fault": "error", "status": 503, "count": 20})
     messages = corpus.load(40)
