@@ -26,12 +26,15 @@ COMMON_SRC  := $(wildcard common/*.c)
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:.c=.o)
 INGRESS_SRC := $(wildcard producer/*.c)
 DELIVER_SRC := $(wildcard consumer/*.c)
+CTL_SRC     := $(wildcard ctl/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB         := $(BUILD)/libferry.a
-BINS        := $(BUILD)/ferry-ingress $(BUILD)/ferry-deliver
+BINS        := $(BUILD)/ferry-ingress $(BUILD)/ferry-deliver \
+               $(BUILD)/ferryctl
 
-.PHONY: all deps test test-unit test-e2e demo check style asan bench clean
+.PHONY: all deps test test-unit test-e2e demo check style asan bench \
+        bench-ingress clean
 .SECONDARY:
 
 all: $(BINS)
@@ -62,6 +65,10 @@ $(BUILD)/ferry-deliver: $(DELIVER_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/ferryctl: $(CTL_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # A unit test links the library and, for a program's modules, the objects
 # of that program except the one holding main().
 PROGRAM_OBJ := $(filter-out %/main.o,$(INGRESS_SRC:%.c=$(BUILD)/%.o) \
@@ -72,6 +79,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(PROGRAM_OBJ) $(LIB)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) -Iproducer -Iconsumer $(CFLAGS) -o $@ $^ \
 	    $(LDLIBS) -lcmocka
+
+# ferryctl's unit tests link ctl's objects instead of the daemons'.
+CTL_OBJ := $(filter-out %/main.o,$(CTL_SRC:%.c=$(BUILD)/%.o))
+
+$(BUILD)/tests/test_ctl_%: tests/unit/test_ctl_%.c $(CTL_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) -Ictl $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 deps:
 	$(Q)scripts/install-deps
@@ -91,6 +106,13 @@ test-unit: $(UNIT_BIN)
 test-e2e: all
 	$(Q)python3 -m pytest -q tests/e2e
 
+# Benchmarks print tables; they are never part of `make test`.
+bench: bench-ingress
+
+bench-ingress: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/bench-ingress
+
 check:
 	$(Q)shellcheck scripts/install-deps scripts/kafka-local .ci/run
 
@@ -98,7 +120,7 @@ style:
 	$(Q)command -v clang-format >/dev/null || \
 	    { echo "make style: clang-format not found (apt-get install clang-format)"; exit 1; }
 	$(Q)clang-format -i common/*.[ch] producer/*.[ch] consumer/*.[ch] \
-	    tests/unit/*.c
+	    ctl/*.[ch] tests/unit/*.c
 
 asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
