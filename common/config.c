@@ -58,16 +58,21 @@ static const struct config_key config_kafka_keys[] = {
 };
 
 /*
- * The default message size keeps one message inside one Kafka record with
- * the broker's default limit (message.max.bytes 1048588 in Kafka 4.1),
- * leaving room for the envelope fields and the trace header.
+ * The default message size is the largest raw message SES v2 accepts,
+ * 40 MiB after base64 or 31457280 octets, minus 4096 octets for the
+ * Received header the ingress adds. A message is written as Kafka records
+ * of at most chunk_size message octets each, so the default of 512 KiB
+ * fits, with the envelope fields, under the broker's default record limit
+ * (message.max.bytes 1048588 in Kafka 4.1).
  */
 static const struct config_key config_ingress_keys[] = {
     KEY("listen", CONFIG_STRING, ingress_listen, "127.0.0.1:2525", 0, 0,
         NULL),
     KEY("hostname", CONFIG_STRING, ingress_hostname, "", 0, 0, NULL),
-    KEY("max_message_size", CONFIG_INT, ingress_max_message_size, "921600",
-        1024, 41943040, NULL),
+    KEY("max_message_size", CONFIG_INT, ingress_max_message_size,
+        "31453184", 1024, 31453184, NULL),
+    KEY("chunk_size", CONFIG_INT, ingress_chunk_size, "524288", 1024,
+        16777216, NULL),
     KEY("max_recipients", CONFIG_INT, ingress_max_recipients, "50", 1, 50,
         NULL),
     KEY("ack_timeout_ms", CONFIG_INT, ingress_ack_timeout_ms, "30000", 100,
@@ -384,7 +389,7 @@ config_read_ingress(struct config_reader *r, struct config *cfg,
                     yaml_node_t *map)
 {
     static const char *const known[] = {
-        "listen", "hostname", "regions", "max_message_size",
+        "listen", "hostname", "regions", "max_message_size", "chunk_size",
         "max_recipients", "ack_timeout_ms", "durability", NULL
     };
     yaml_node_pair_t *pair;

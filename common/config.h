@@ -64,6 +64,7 @@ struct config {
     char                 **ingress_regions;         /* home regions served */
     size_t                 ningress_regions;
     int64_t                ingress_max_message_size;
+    int64_t                ingress_chunk_size;      /* message octets/record */
     int64_t                ingress_max_recipients;
     int64_t                ingress_ack_timeout_ms;
     enum durability_mode   ingress_durability;

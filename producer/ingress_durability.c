@@ -12,10 +12,11 @@
 #include "util.h"
 
 struct ingress_durability_report {
-    char  *buf;
-    size_t size;
-    size_t len;
-    int    problems;
+    char   *buf;
+    size_t  size;
+    size_t  len;
+    int     problems;
+    int64_t record_max;     /* smallest max.message.bytes, -1 unknown */
 };
 
 static void ingress_durability_add(struct ingress_durability_report *r,
@@ -107,6 +108,9 @@ ingress_durability_check_entries(struct ingress_durability_report *r,
             continue;
         if (strcmp(name, "min.insync.replicas") == 0)
             min_isr = atoi(value);
+        else if (strcmp(name, "max.message.bytes") == 0 &&
+                 (r->record_max < 0 || atoll(value) < r->record_max))
+            r->record_max = atoll(value);
         else if (strcmp(name, "unclean.leader.election.enable") == 0)
             unclean = value;
     }
@@ -183,9 +187,9 @@ ingress_durability_check_configs(struct ingress_durability_report *r,
 
 int
 ingress_durability_check(const struct config *cfg, int timeout_ms,
-                         char *err, size_t errlen)
+                         int64_t *record_max, char *err, size_t errlen)
 {
-    struct ingress_durability_report report = { err, errlen, 0, 0 };
+    struct ingress_durability_report report = { err, errlen, 0, 0, -1 };
     const struct rd_kafka_metadata  *md = NULL;
     rd_kafka_conf_t                 *conf;
     rd_kafka_t                      *rk = NULL;
@@ -243,5 +247,6 @@ out:
         free(topics[i]);
     free(topics);
     free(present);
+    *record_max = report.record_max;
     return report.problems == 0 ? 0 : -1;
 }

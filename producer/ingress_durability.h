@@ -13,6 +13,7 @@
 #define FERRY_INGRESS_DURABILITY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -23,9 +24,11 @@
  * Checks mail.R and mail.R.pinned of every region the node serves,
  * blocking for up to timeout_ms. Returns 0 when all pass. Otherwise
  * returns -1 and writes every problem found, or why the check could not
- * run, into err.
+ * run, into err. Either way *record_max gets the smallest
+ * max.message.bytes of those topics, or -1 when none could be read.
  */
 int ingress_durability_check(const struct config *cfg, int timeout_ms,
-                             char *err, size_t errlen);
+                             int64_t *record_max, char *err,
+                             size_t errlen);
 
 #endif

@@ -28,6 +28,14 @@ struct ingress_kafka_pending {
     void                              *arg;
     bool                               detached;
     enum ingress_kafka_detach_reason   reason;
+    uint32_t                           chunk_count;
+    uint32_t                           queued;      /* records produced */
+    uint32_t                           reported;    /* reports received */
+    uint32_t                           acked;       /* successful reports */
+    bool                               sealed;      /* no more records */
+    rd_kafka_resp_err_t                err;         /* first failure */
+    int32_t                            partition;
+    int64_t                            first_offset;
 };
 
 TAILQ_HEAD(ingress_kafka_pending_list, ingress_kafka_pending);
@@ -62,9 +70,12 @@ static void ingress_kafka_on_delivery(rd_kafka_t *rk,
                                       void *opaque);
 static void ingress_kafka_on_error(rd_kafka_t *rk, int err,
                                    const char *reason, void *opaque);
-static void ingress_kafka_finish(struct ingress_kafka *ik,
-                                 struct ingress_kafka_pending *p,
+static void ingress_kafka_notify(struct ingress_kafka_pending *p,
                                  rd_kafka_resp_err_t err);
+static void ingress_kafka_release(struct ingress_kafka *ik,
+                                  struct ingress_kafka_pending *p);
+static void ingress_kafka_log_outcome(struct ingress_kafka *ik,
+                                      struct ingress_kafka_pending *p);
 
 
 /*
@@ -107,15 +118,62 @@ ingress_kafka_conf_new(const struct config *cfg, char *err, size_t errlen)
 }
 
 
+int64_t
+ingress_kafka_record_max(const struct config *cfg)
+{
+    return cfg->ingress_chunk_size + INGRESS_KAFKA_RECORD_OVERHEAD;
+}
+
+
+/* Reads an integer librdkafka property of conf, or returns -1. */
+static int64_t
+ingress_kafka_conf_int(rd_kafka_conf_t *conf, const char *name)
+{
+    char   value[64];
+    size_t size = sizeof(value);
+
+    if (rd_kafka_conf_get(conf, name, value, &size) != RD_KAFKA_CONF_OK)
+        return -1;
+    return strtoll(value, NULL, 10);
+}
+
+
+/*
+ * Checks that librdkafka accepts the configuration and that the largest
+ * record the ingress writes fits its producer limit and its fetch
+ * response limit, which the delivery workers share through
+ * kafka.properties.
+ */
 int
 ingress_kafka_check(const struct config *cfg, char *err, size_t errlen)
 {
+    static const char *const limits[] = {
+        "message.max.bytes", "receive.message.max.bytes"
+    };
     rd_kafka_conf_t *conf = ingress_kafka_conf_new(cfg, err, errlen);
+    int64_t          record = ingress_kafka_record_max(cfg);
+    int              rc = 0;
 
     if (conf == NULL)
         return -1;
+    for (size_t i = 0; i < sizeof(limits) / sizeof(*limits); i++) {
+        int64_t limit = ingress_kafka_conf_int(conf, limits[i]);
+
+        if (limit >= 0 && limit < record) {
+            snprintf(err, errlen, "%s: key 'ingress.chunk_size': records "
+                     "of up to %lld bytes (chunk_size %lld plus %d for the "
+                     "envelope) exceed the Kafka property %s of %lld; "
+                     "lower ingress.chunk_size or raise %s",
+                     cfg->path, (long long)record,
+                     (long long)cfg->ingress_chunk_size,
+                     INGRESS_KAFKA_RECORD_OVERHEAD, limits[i],
+                     (long long)limit, limits[i]);
+            rc = -1;
+            break;
+        }
+    }
     rd_kafka_conf_destroy(conf);
-    return 0;
+    return rc;
 }
 
 
@@ -236,8 +294,10 @@ ingress_kafka_stop(struct ingress_kafka *ik)
     ik->rk = NULL;
 
     while ((p = TAILQ_FIRST(&ik->pending)) != NULL) {
-        log_warn(p->id, "produce-abandoned", "topic=%s", p->topic);
-        ingress_kafka_finish(ik, p, RD_KAFKA_RESP_ERR__DESTROY);
+        log_warn(p->id, "produce-abandoned", "topic=%s chunks=%u reported=%u",
+                 p->topic, p->chunk_count, p->reported);
+        ingress_kafka_notify(p, RD_KAFKA_RESP_ERR__DESTROY);
+        ingress_kafka_release(ik, p);
     }
 }
 
@@ -250,7 +310,7 @@ ingress_kafka_stop(struct ingress_kafka *ik)
 static void
 ingress_kafka_restart(struct ingress_kafka *ik)
 {
-    struct ingress_kafka_pending *p;
+    struct ingress_kafka_pending *p, *next;
     char                          reason[512];
     char                          quoted[600];
     char                          err[512];
@@ -261,13 +321,15 @@ ingress_kafka_restart(struct ingress_kafka *ik)
               rd_kafka_err2name(code),
               log_quote(quoted, sizeof(quoted), reason));
 
-    TAILQ_FOREACH(p, &ik->pending, entry) {
+    for (p = TAILQ_FIRST(&ik->pending); p != NULL; p = next) {
         void (*done)(void *, rd_kafka_resp_err_t) = p->done;
         void  *arg = p->arg;
 
+        /* Detaching may free p, so the next one is taken first. */
+        next = TAILQ_NEXT(p, entry);
         if (done == NULL)
             continue;
-        ingress_kafka_detach(p, INGRESS_KAFKA_REPLIED);
+        ingress_kafka_detach(ik, p, INGRESS_KAFKA_REPLIED);
         done(arg, RD_KAFKA_RESP_ERR__FATAL);
     }
 
@@ -315,6 +377,10 @@ ingress_kafka_on_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 
+/*
+ * Counts one record's report against its message. The message fails with
+ * its first failed record and succeeds when every chunk is acknowledged.
+ */
 static void
 ingress_kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                           void *opaque)
@@ -323,42 +389,75 @@ ingress_kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
     struct ingress_kafka_pending *p = m->_private;
     int64_t                       latency = util_monotonic_ms() - p->started_ms;
 
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        log_info(p->id, "produced",
-                 "topic=%s partition=%d offset=%lld latency_ms=%lld",
-                 p->topic, (int)m->partition, (long long)m->offset,
-                 (long long)latency);
-    else
-        log_warn(p->id, "produce-failed", "topic=%s error=%s latency_ms=%lld",
-                 p->topic, rd_kafka_err2name(m->err), (long long)latency);
-
-    if (p->detached && p->reason == INGRESS_KAFKA_REPLIED &&
-        m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ik->late_acks++;
-        log_warn(p->id, "ack-after-reply",
-                 "topic=%s partition=%d offset=%lld count=%llu", p->topic,
-                 (int)m->partition, (long long)m->offset,
-                 (unsigned long long)ik->late_acks);
-    } else if (p->detached && p->reason == INGRESS_KAFKA_CLIENT_GONE) {
-        log_info(p->id, "reply-undeliverable", "outcome=%s",
-                 m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? "produced"
-                                                      : "failed");
+    p->reported++;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_warn(p->id, "produce-failed", "topic=%s error=%s chunks=%u "
+                 "latency_ms=%lld", p->topic, rd_kafka_err2name(m->err),
+                 p->chunk_count, (long long)latency);
+        if (p->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            p->err = m->err;
+            ingress_kafka_log_outcome(ik, p);
+            ingress_kafka_notify(p, m->err);
+        }
+    } else {
+        if (p->acked++ == 0) {
+            p->partition = m->partition;
+            p->first_offset = m->offset;
+        }
+        if (p->acked == p->chunk_count) {
+            log_info(p->id, "produced", "topic=%s partition=%d offset=%lld "
+                     "chunks=%u latency_ms=%lld", p->topic,
+                     (int)p->partition, (long long)p->first_offset,
+                     p->chunk_count, (long long)latency);
+            ingress_kafka_log_outcome(ik, p);
+            ingress_kafka_notify(p, RD_KAFKA_RESP_ERR_NO_ERROR);
+        }
     }
-    ingress_kafka_finish(ik, p, m->err);
+
+    if (p->sealed && p->reported == p->queued)
+        ingress_kafka_release(ik, p);
 }
 
 
-/* Calls the waiting callback, if any, and frees p. */
+/* Logs the outcome of a message whose caller stopped waiting for it. */
 static void
-ingress_kafka_finish(struct ingress_kafka *ik, struct ingress_kafka_pending *p,
-                     rd_kafka_resp_err_t err)
+ingress_kafka_log_outcome(struct ingress_kafka *ik,
+                          struct ingress_kafka_pending *p)
+{
+    bool ok = p->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    if (!p->detached)
+        return;
+    if (p->reason == INGRESS_KAFKA_REPLIED && ok) {
+        ik->late_acks++;
+        log_warn(p->id, "ack-after-reply",
+                 "topic=%s partition=%d offset=%lld chunks=%u count=%llu",
+                 p->topic, (int)p->partition, (long long)p->first_offset,
+                 p->chunk_count, (unsigned long long)ik->late_acks);
+    } else if (p->reason == INGRESS_KAFKA_CLIENT_GONE) {
+        log_info(p->id, "reply-undeliverable", "outcome=%s",
+                 ok ? "produced" : "failed");
+    }
+}
+
+
+/* Calls the waiting callback, if any, once. */
+static void
+ingress_kafka_notify(struct ingress_kafka_pending *p, rd_kafka_resp_err_t err)
 {
     void (*done)(void *, rd_kafka_resp_err_t) = p->done;
 
-    TAILQ_REMOVE(&ik->pending, p, entry);
     p->done = NULL;
     if (done != NULL)
         done(p->arg, err);
+}
+
+
+static void
+ingress_kafka_release(struct ingress_kafka *ik,
+                      struct ingress_kafka_pending *p)
+{
+    TAILQ_REMOVE(&ik->pending, p, entry);
     free(p->topic);
     free(p);
 }
@@ -407,31 +506,44 @@ ingress_kafka_log(const rd_kafka_t *rk, int level, const char *facility,
 
 
 struct ingress_kafka_pending *
-ingress_kafka_produce(struct ingress_kafka *ik, const char *topic,
-                      const struct envelope *env,
-                      void (*done)(void *arg, rd_kafka_resp_err_t err),
-                      void *arg, rd_kafka_resp_err_t *errp)
+ingress_kafka_begin(struct ingress_kafka *ik, const char *id,
+                    const char *topic, uint32_t chunk_count,
+                    void (*done)(void *arg, rd_kafka_resp_err_t err),
+                    void *arg)
 {
-    struct ingress_kafka_pending *p;
-    unsigned char                *value;
-    size_t                        len;
-    rd_kafka_resp_err_t           err;
+    struct ingress_kafka_pending *p = xcalloc(1, sizeof(*p));
 
-    if (ik->rk == NULL) {
-        *errp = RD_KAFKA_RESP_ERR__STATE;
-        return NULL;
-    }
-
-    p = xcalloc(1, sizeof(*p));
-    memcpy(p->id, env->id, sizeof(p->id));
+    snprintf(p->id, sizeof(p->id), "%s", id);
     p->topic = xstrdup(topic);
     p->started_ms = util_monotonic_ms();
     p->done = done;
     p->arg = arg;
+    p->chunk_count = chunk_count;
+    p->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    p->partition = -1;
+    p->first_offset = -1;
+    TAILQ_INSERT_TAIL(&ik->pending, p, entry);
+    return p;
+}
+
+
+int
+ingress_kafka_produce(struct ingress_kafka *ik,
+                      struct ingress_kafka_pending *p,
+                      const struct envelope *env, rd_kafka_resp_err_t *errp)
+{
+    unsigned char      *value;
+    size_t              len;
+    rd_kafka_resp_err_t err;
+
+    if (ik->rk == NULL) {
+        *errp = RD_KAFKA_RESP_ERR__STATE;
+        return -1;
+    }
 
     value = envelope_encode(env, &len);
     err = rd_kafka_producev(ik->rk,
-                            RD_KAFKA_V_TOPIC(topic),
+                            RD_KAFKA_V_TOPIC(p->topic),
                             RD_KAFKA_V_KEY(p->id, ENVELOPE_ID_LEN),
                             RD_KAFKA_V_VALUE(value, len),
                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
@@ -439,28 +551,32 @@ ingress_kafka_produce(struct ingress_kafka *ik, const char *topic,
                             RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* On failure the value stays ours despite RD_KAFKA_MSG_F_FREE. */
-        log_warn(p->id, "produce-failed", "topic=%s error=%s", topic,
-                 rd_kafka_err2name(err));
+        log_warn(p->id, "produce-failed", "topic=%s error=%s chunk=%u "
+                 "chunks=%u", p->topic, rd_kafka_err2name(err),
+                 env->chunk_index, p->chunk_count);
         free(value);
-        free(p->topic);
-        free(p);
         *errp = err;
-        return NULL;
+        return -1;
     }
-    /* librdkafka frees value after the report, and p is freed there too. */
-    TAILQ_INSERT_TAIL(&ik->pending, p, entry);
-    return p;
+
+    /* librdkafka frees value after the report. */
+    if (++p->queued == p->chunk_count)
+        p->sealed = true;
+    return 0;
 }
 
 
 void
-ingress_kafka_detach(struct ingress_kafka_pending *p,
+ingress_kafka_detach(struct ingress_kafka *ik, struct ingress_kafka_pending *p,
                      enum ingress_kafka_detach_reason reason)
 {
     p->done = NULL;
     p->arg = NULL;
     p->detached = true;
     p->reason = reason;
+    p->sealed = true;
+    if (p->reported == p->queued)
+        ingress_kafka_release(ik, p);
 }
 
 

@@ -2,11 +2,13 @@
  * ingress_kafka: the idempotent producer of the ingress, served by the
  * libevent loop.
  *
- * Every produce gets a pending object that librdkafka carries as the
- * message opaque until the delivery report. It is freed only there, or
- * when the producer is destroyed, and never by the caller. A session that
- * stops waiting (ack deadline, client gone, shutdown) detaches from it
- * with ingress_kafka_detach(); the report then only logs the late outcome.
+ * Every message gets a pending object that librdkafka carries as the
+ * opaque of each of its records (chunks) until their delivery reports.
+ * It is freed once every queued record has its report, or when the
+ * producer is destroyed, and never by the caller. A session that stops
+ * waiting (ack deadline, client gone, shutdown, a chunk that could not be
+ * queued) detaches from it with ingress_kafka_detach(); the reports then
+ * only log the late outcome.
  *
  * When the producer raises a fatal error, every waiting caller gets
  * RD_KAFKA_RESP_ERR__FATAL through its callback, and the producer is
@@ -34,7 +36,20 @@ enum ingress_kafka_detach_reason {
 struct ingress_kafka;
 struct ingress_kafka_pending;
 
-/* Checks the producer configuration without connecting. */
+/*
+ * Upper bound of a record's bytes besides its chunk of the message: the
+ * envelope fields (up to 50 recipients of 254 octets each), the Received
+ * header of chunk 0, the key and Kafka's record framing.
+ */
+#define INGRESS_KAFKA_RECORD_OVERHEAD (32 * 1024)
+
+/* Returns the largest record value the ingress writes, in bytes. */
+int64_t ingress_kafka_record_max(const struct config *cfg);
+
+/*
+ * Checks the producer configuration without connecting, and that the
+ * largest record fits the producer's and fetchers' size limits.
+ */
 int ingress_kafka_check(const struct config *cfg, char *err, size_t errlen);
 
 struct ingress_kafka *ingress_kafka_new(const struct config *cfg,
@@ -45,19 +60,33 @@ struct ingress_kafka *ingress_kafka_new(const struct config *cfg,
 void ingress_kafka_free(struct ingress_kafka *ik);
 
 /*
- * Produces env to topic, keyed by the envelope id. env is encoded before
- * this returns. done(arg, err) is called once from the event loop with
- * the delivery report, unless the caller detaches first. Returns NULL and
- * sets *errp when librdkafka refused the message at once.
+ * Starts a message of chunk_count records keyed by id, written to topic.
+ * done(arg, err) is called once from the event loop: with the first
+ * failed report, or with RD_KAFKA_RESP_ERR_NO_ERROR once every chunk has
+ * been acknowledged, unless the caller detaches first.
  */
 struct ingress_kafka_pending *
-ingress_kafka_produce(struct ingress_kafka *ik, const char *topic,
-                      const struct envelope *env,
-                      void (*done)(void *arg, rd_kafka_resp_err_t err),
-                      void *arg, rd_kafka_resp_err_t *errp);
+ingress_kafka_begin(struct ingress_kafka *ik, const char *id,
+                    const char *topic, uint32_t chunk_count,
+                    void (*done)(void *arg, rd_kafka_resp_err_t err),
+                    void *arg);
 
-/* Cancels the callback of p. Its report is then only logged. */
-void ingress_kafka_detach(struct ingress_kafka_pending *p,
+/*
+ * Queues the next chunk of p's message; env is encoded before this
+ * returns. Returns -1 and sets *errp when librdkafka refused the record
+ * at once. The caller then detaches, which ends the message.
+ */
+int ingress_kafka_produce(struct ingress_kafka *ik,
+                          struct ingress_kafka_pending *p,
+                          const struct envelope *env,
+                          rd_kafka_resp_err_t *errp);
+
+/*
+ * Cancels the callback of p and queues no more chunks for it. Its reports
+ * are then only logged; p may be freed at once, so the caller forgets it.
+ */
+void ingress_kafka_detach(struct ingress_kafka *ik,
+                          struct ingress_kafka_pending *p,
                           enum ingress_kafka_detach_reason reason);
 
 /*

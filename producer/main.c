@@ -178,19 +178,35 @@ main_check_config(const struct config *cfg, char *err, size_t errlen)
 /*
  * Runs the durability check of the topics. With ingress.durability strict
  * a failed check stops the start. With relaxed it is a warning, as a
- * single test broker cannot pass it.
+ * single test broker cannot pass it. A topic whose max.message.bytes is
+ * below the largest record stops the start in either mode, because every
+ * message needing such a record would get 451 and be retried forever.
  */
 static int
 main_check_durability(const struct config *cfg)
 {
-    char err[2048];
-    char quoted[2200];
+    char    err[2048];
+    char    quoted[2200];
+    int64_t topic_max = -1;
+    int64_t record_max = ingress_kafka_record_max(cfg);
+    int     rc;
 
     /* TODO: repeat the check periodically, and reply 421 while it fails. */
-    if (ingress_durability_check(cfg, MAIN_DURABILITY_MS, err,
-                                 sizeof(err)) == 0) {
-        log_info(NULL, "durability-ok", "min_replicas=%d min_isr=%d",
-                 INGRESS_DURABILITY_MIN_REPLICAS, INGRESS_DURABILITY_MIN_ISR);
+    rc = ingress_durability_check(cfg, MAIN_DURABILITY_MS, &topic_max, err,
+                                  sizeof(err));
+    if (topic_max >= 0 && topic_max < record_max) {
+        log_error(NULL, "record-limit-too-small", "topic_max_message_bytes="
+                  "%lld record_max=%lld chunk_size=%lld action=exit "
+                  "hint=\"raise max.message.bytes of the mail topics, or "
+                  "lower ingress.chunk_size\"", (long long)topic_max,
+                  (long long)record_max, (long long)cfg->ingress_chunk_size);
+        return -1;
+    }
+    if (rc == 0) {
+        log_info(NULL, "durability-ok", "min_replicas=%d min_isr=%d "
+                 "topic_max_message_bytes=%lld record_max=%lld",
+                 INGRESS_DURABILITY_MIN_REPLICAS, INGRESS_DURABILITY_MIN_ISR,
+                 (long long)topic_max, (long long)record_max);
         return 0;
     }
     log_quote(quoted, sizeof(quoted), err);

@@ -13,11 +13,12 @@ static void smtp_data_after_cr(struct smtp_data *d, unsigned char c);
 
 
 void
-smtp_data_init(struct smtp_data *d, size_t max_size)
+smtp_data_init(struct smtp_data *d, size_t max_size, size_t segment_size)
 {
     memset(d, 0, sizeof(*d));
     d->state = SMTP_DATA_LINE_START;
     d->max_size = max_size;
+    d->segment_size = segment_size > 0 ? segment_size : max_size;
     d->in_header = true;
 }
 
@@ -25,7 +26,9 @@ smtp_data_init(struct smtp_data *d, size_t max_size)
 void
 smtp_data_fini(struct smtp_data *d)
 {
-    free(d->buf);
+    for (size_t i = 0; i < d->nsegments; i++)
+        free(d->segments[i].buf);
+    free(d->segments);
     memset(d, 0, sizeof(*d));
 }
 
@@ -41,6 +44,8 @@ smtp_data_flag(struct smtp_data *d, enum smtp_data_fault fault)
 static void
 smtp_data_store(struct smtp_data *d, unsigned char c)
 {
+    struct smtp_data_segment *seg;
+
     d->size++;
     if (d->in_header && ++d->header_len > SMTP_DATA_HEADER_MAX)
         smtp_data_flag(d, SMTP_DATA_FAULT_HEADER_TOO_LARGE);
@@ -49,13 +54,27 @@ smtp_data_store(struct smtp_data *d, unsigned char c)
         return;
     }
 
-    if (d->len == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 4096;
-
-        d->cap = cap < d->max_size ? cap : d->max_size;
-        d->buf = xrealloc(d->buf, d->cap);
+    seg = d->nsegments > 0 ? &d->segments[d->nsegments - 1] : NULL;
+    if (seg == NULL || seg->len == d->segment_size) {
+        d->segments = xrealloc(d->segments,
+                               (d->nsegments + 1) * sizeof(*d->segments));
+        seg = &d->segments[d->nsegments++];
+        memset(seg, 0, sizeof(*seg));
     }
-    d->buf[d->len++] = c;
+
+    /*
+     * A segment grows by doubling up to its full size, so a small message
+     * takes little memory and a large one is copied at most within the
+     * first segment.
+     */
+    if (seg->len == seg->cap) {
+        size_t cap = seg->cap ? seg->cap * 2 : 4096;
+
+        seg->cap = cap < d->segment_size ? cap : d->segment_size;
+        seg->buf = xrealloc(seg->buf, seg->cap);
+    }
+    seg->buf[seg->len++] = c;
+    d->len++;
 }
 
 
@@ -177,4 +196,21 @@ smtp_data_fault(const struct smtp_data *d)
         if (d->faults & (1u << f))
             return (enum smtp_data_fault)f;
     return SMTP_DATA_FAULT_NONE;
+}
+
+
+const unsigned char *
+smtp_data_segment(const struct smtp_data *d, size_t i, size_t *len)
+{
+    *len = d->segments[i].len;
+    return d->segments[i].buf;
+}
+
+
+void
+smtp_data_release(struct smtp_data *d, size_t i)
+{
+    free(d->segments[i].buf);
+    d->segments[i].buf = NULL;
+    d->segments[i].cap = 0;
 }

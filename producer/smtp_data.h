@@ -12,6 +12,10 @@
  * caller rejects the message once the terminator has arrived, so the
  * session stays in step with the client. Storage stops at the size limit,
  * so memory stays bounded whatever the client sends.
+ *
+ * The text is stored in segments of a fixed size, one per Kafka record of
+ * the message. A large message is thus never copied to grow a buffer, and
+ * each segment is freed as soon as its record has been encoded.
  */
 #ifndef FERRY_SMTP_DATA_H
 #define FERRY_SMTP_DATA_H
@@ -50,20 +54,29 @@ enum smtp_data_state {
     SMTP_DATA_DONE          /* <CRLF>.<CRLF> seen */
 };
 
-struct smtp_data {
-    enum smtp_data_state state;
-    unsigned char       *buf;           /* unstuffed message */
-    size_t               len;
-    size_t               cap;
-    size_t               max_size;
-    uint64_t             size;          /* counted on past max_size */
-    size_t               line_len;      /* octets of this line, no CRLF */
-    size_t               header_len;
-    bool                 in_header;
-    unsigned             faults;        /* bit 1 << enum smtp_data_fault */
+struct smtp_data_segment {
+    unsigned char *buf;                 /* NULL once released */
+    size_t         len;
+    size_t         cap;
 };
 
-void smtp_data_init(struct smtp_data *d, size_t max_size);
+struct smtp_data {
+    enum smtp_data_state      state;
+    struct smtp_data_segment *segments;  /* unstuffed message, in order */
+    size_t                    nsegments;
+    size_t                    segment_size;
+    size_t                    len;       /* octets stored */
+    size_t                    max_size;
+    uint64_t                  size;      /* counted on past max_size */
+    size_t                    line_len;  /* octets of this line, no CRLF */
+    size_t                    header_len;
+    bool                      in_header;
+    unsigned                  faults;    /* bit 1 << enum smtp_data_fault */
+};
+
+/* Stores at most max_size octets, in segments of segment_size octets. */
+void smtp_data_init(struct smtp_data *d, size_t max_size,
+                    size_t segment_size);
 void smtp_data_fini(struct smtp_data *d);
 
 /*
@@ -75,6 +88,17 @@ size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p,
                       size_t len);
 
 bool smtp_data_done(const struct smtp_data *d);
+
+/*
+ * Returns segment i of the stored text and its length in *len. Every
+ * segment but the last is full. Returns NULL after a release.
+ */
+const unsigned char *smtp_data_segment(const struct smtp_data *d, size_t i,
+                                       size_t *len);
+
+/* Frees the octets of segment i; its length stays counted in d->len. */
+void smtp_data_release(struct smtp_data *d, size_t i);
+
 enum smtp_data_fault smtp_data_fault(const struct smtp_data *d);
 
 #endif

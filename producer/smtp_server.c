@@ -299,6 +299,12 @@ smtp_server_send(void *arg, const char *data, size_t len)
 }
 
 
+/*
+ * Queues one chunk of the message. The first chunk starts the message and
+ * the ack timer, whose deadline covers every chunk. When a chunk cannot
+ * be queued the message ends here: the chunks already queued are left to
+ * their reports, which are only logged.
+ */
 static enum smtp_produce_status
 smtp_server_produce(void *arg, const char *topic, const struct envelope *env)
 {
@@ -307,11 +313,21 @@ smtp_server_produce(void *arg, const char *topic, const struct envelope *env)
     struct timeval      deadline = { ms / 1000, (ms % 1000) * 1000 };
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
-    c->pending = ingress_kafka_produce(c->srv->ik, topic, env,
-                                       smtp_server_on_report, c, &err);
+    if (env->chunk_index == 0) {
+        c->pending = ingress_kafka_begin(c->srv->ik, env->id, topic,
+                                         env->chunk_count,
+                                         smtp_server_on_report, c);
+        evtimer_add(c->ack_timer, &deadline);
+    }
     if (c->pending == NULL)
+        return SMTP_PRODUCE_FAILED;
+
+    if (ingress_kafka_produce(c->srv->ik, c->pending, env, &err) == -1) {
+        ingress_kafka_detach(c->srv->ik, c->pending, INGRESS_KAFKA_REPLIED);
+        c->pending = NULL;
+        evtimer_del(c->ack_timer);
         return smtp_server_status(err);
-    evtimer_add(c->ack_timer, &deadline);
+    }
     return SMTP_PRODUCE_PENDING;
 }
 
@@ -366,7 +382,7 @@ smtp_server_stop_waiting(struct smtp_conn *c, enum smtp_produce_status status)
 {
     if (c->pending == NULL)
         return;
-    ingress_kafka_detach(c->pending, INGRESS_KAFKA_REPLIED);
+    ingress_kafka_detach(c->srv->ik, c->pending, INGRESS_KAFKA_REPLIED);
     c->pending = NULL;
     evtimer_del(c->ack_timer);
     smtp_session_produce_done(c->s, status);
@@ -503,7 +519,7 @@ smtp_server_free_conn(struct smtp_conn *c, const char *reason)
 
     /* librdkafka keeps the pending produce, which must not call back. */
     if (c->pending != NULL)
-        ingress_kafka_detach(c->pending, INGRESS_KAFKA_CLIENT_GONE);
+        ingress_kafka_detach(srv->ik, c->pending, INGRESS_KAFKA_CLIENT_GONE);
     event_free(c->ack_timer);
     event_free(c->resume);
     bufferevent_free(c->bev);

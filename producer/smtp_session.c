@@ -26,6 +26,14 @@
 /* Maximum length of the EHLO or HELO argument, a domain or literal. */
 #define SMTP_HELO_MAX   255
 
+/*
+ * Room for the Received header the ingress adds before a message. The
+ * header holds at most a HELO argument, an address literal, the host name,
+ * an envelope id, a recipient and a date, about 1 KB in all. The default
+ * ingress.max_message_size leaves this much below the SES size limit.
+ */
+#define SMTP_SESSION_TRACE_MAX 4096
+
 /* 5xx replies after which a client is disconnected as misbehaving. */
 #define SMTP_ERRORS_MAX 20
 
@@ -98,9 +106,15 @@ static int smtp_session_check_sender(struct smtp_session *s,
                                      const struct org **org);
 static void smtp_session_end_data(struct smtp_session *s);
 static int smtp_session_reject_data(struct smtp_session *s);
-static unsigned char *smtp_session_build_message(struct smtp_session *s,
-                                                 int64_t now_ms,
-                                                 size_t *len);
+static size_t smtp_session_trace_header(struct smtp_session *s,
+                                        int64_t now_ms, char *buf,
+                                        size_t size);
+static void smtp_session_digest(struct smtp_session *s, const char *trace,
+                                size_t trace_len, unsigned char *sha256);
+static enum smtp_produce_status
+smtp_session_produce_chunks(struct smtp_session *s, const char *topic,
+                            struct envelope *env, const char *trace,
+                            size_t trace_len);
 static void smtp_session_finish(struct smtp_session *s,
                                 enum smtp_produce_status status);
 static void smtp_session_cmd_ehlo(struct smtp_session *s, char *args);
@@ -804,7 +818,8 @@ smtp_session_cmd_data(struct smtp_session *s, char *args)
         break;
     }
 
-    smtp_data_init(&s->tx.data, (size_t)s->cfg->ingress_max_message_size);
+    smtp_data_init(&s->tx.data, (size_t)s->cfg->ingress_max_message_size,
+                   (size_t)s->cfg->ingress_chunk_size);
     smtp_session_set_state(s, SMTP_STATE_DATA);
     smtp_session_send(s, "354 Start mail input; end with <CRLF>.<CRLF>");
 }
@@ -905,24 +920,19 @@ smtp_session_reject_data(struct smtp_session *s)
 
 
 /*
- * Returns the stored message: one Received header (RFC 5321 section
- * 4.4), folded so that no line exceeds 400 octets, then the unstuffed
- * text exactly as the client sent it.
+ * Writes the trace header that goes before the message: one Received
+ * header (RFC 5321 section 4.4), folded so that no line exceeds 400
+ * octets. Returns its length; it never reaches SMTP_SESSION_TRACE_MAX.
  */
-static unsigned char *
-smtp_session_build_message(struct smtp_session *s, int64_t now_ms,
-                           size_t *len)
+static size_t
+smtp_session_trace_header(struct smtp_session *s, int64_t now_ms, char *buf,
+                          size_t size)
 {
-    char           date[64];
-    char           literal[INET6_ADDRSTRLEN + 8];
-    time_t         now = (time_t)(now_ms / 1000);
-    struct tm      tm;
-    int            n;
-    unsigned char *msg;
-    const char    *fmt =
-        "Received: from %s (%s)\r\n"
-        "\tby %s (Ferry) with %s id %s\r\n"
-        "\tfor <%s>; %s\r\n";
+    char        date[64];
+    char        literal[INET6_ADDRSTRLEN + 8];
+    time_t      now = (time_t)(now_ms / 1000);
+    struct tm   tm;
+    int         n;
 
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
@@ -931,17 +941,87 @@ smtp_session_build_message(struct smtp_session *s, int64_t now_ms,
     else
         snprintf(literal, sizeof(literal), "[%s]", s->client_text);
 
-    n = snprintf(NULL, 0, fmt, s->helo, literal, s->cfg->ingress_hostname,
-                 s->esmtp ? "ESMTP" : "SMTP", s->tx.id, s->tx.rcpts[0],
-                 date);
-    msg = xmalloc((size_t)n + 1 + s->tx.data.len);
-    snprintf((char *)msg, (size_t)n + 1, fmt, s->helo, literal,
-             s->cfg->ingress_hostname, s->esmtp ? "ESMTP" : "SMTP",
-             s->tx.id, s->tx.rcpts[0], date);
-    if (s->tx.data.len > 0)
-        memcpy(msg + n, s->tx.data.buf, s->tx.data.len);
-    *len = (size_t)n + s->tx.data.len;
-    return msg;
+    n = snprintf(buf, size,
+                 "Received: from %s (%s)\r\n"
+                 "\tby %s (Ferry) with %s id %s\r\n"
+                 "\tfor <%s>; %s\r\n",
+                 s->helo, literal, s->cfg->ingress_hostname,
+                 s->esmtp ? "ESMTP" : "SMTP", s->tx.id, s->tx.rcpts[0], date);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+
+/* Computes the SHA-256 of the whole message: trace header, then text. */
+static void
+smtp_session_digest(struct smtp_session *s, const char *trace,
+                    size_t trace_len, unsigned char *sha256)
+{
+    EVP_MD_CTX          *ctx = EVP_MD_CTX_new();
+    const unsigned char *seg;
+    size_t               len;
+
+    /* Like an allocation failure, this is no peer's doing. */
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        log_error(NULL, "digest-failed", "error=\"cannot start a SHA-256 "
+                  "digest\"");
+        abort();
+    }
+    EVP_DigestUpdate(ctx, trace, trace_len);
+    for (size_t i = 0; i < s->tx.data.nsegments; i++) {
+        seg = smtp_data_segment(&s->tx.data, i, &len);
+        EVP_DigestUpdate(ctx, seg, len);
+    }
+    EVP_DigestFinal_ex(ctx, sha256, NULL);
+    EVP_MD_CTX_free(ctx);
+}
+
+
+/*
+ * Queues the message as env->chunk_count records: chunk 0 is the trace
+ * header and the first segment of the text, chunk i the segment i. Each
+ * segment is freed once its record is encoded, so the text is held about
+ * once, not once more as records. Stops at the first chunk the producer
+ * does not take and returns its status.
+ */
+static enum smtp_produce_status
+smtp_session_produce_chunks(struct smtp_session *s, const char *topic,
+                            struct envelope *env, const char *trace,
+                            size_t trace_len)
+{
+    enum smtp_produce_status status = SMTP_PRODUCE_OK;
+    const unsigned char     *seg;
+    unsigned char           *first;
+    size_t                   len = 0;
+
+    for (uint32_t i = 0; i < env->chunk_count; i++) {
+        seg = i < s->tx.data.nsegments
+                  ? smtp_data_segment(&s->tx.data, i, &len)
+                  : NULL;
+        if (seg == NULL)
+            len = 0;
+
+        env->chunk_index = i;
+        if (i == 0) {
+            first = xmalloc(trace_len + len + 1);
+            memcpy(first, trace, trace_len);
+            if (len > 0)
+                memcpy(first + trace_len, seg, len);
+            env->message = first;
+            env->message_len = trace_len + len;
+            status = s->ops->produce(s->arg, topic, env);
+            free(first);
+        } else {
+            env->message = (unsigned char *)seg;
+            env->message_len = len;
+            status = s->ops->produce(s->arg, topic, env);
+        }
+        env->message = NULL;
+        if (i < s->tx.data.nsegments)
+            smtp_data_release(&s->tx.data, i);
+        if (status != SMTP_PRODUCE_PENDING && status != SMTP_PRODUCE_OK)
+            return status;
+    }
+    return status;
 }
 
 
@@ -954,8 +1034,8 @@ smtp_session_end_data(struct smtp_session *s)
     const struct org        *org = s->tx.org;
     char                     topic[256];
     char                     quoted[SMTP_ADDRESS_MAX * 4];
-    unsigned char           *msg;
-    size_t                   len;
+    char                     trace[SMTP_SESSION_TRACE_MAX];
+    size_t                   trace_len;
     int64_t                  now = util_now_ms();
     enum smtp_produce_status status;
 
@@ -963,8 +1043,12 @@ smtp_session_end_data(struct smtp_session *s)
         smtp_session_end_transaction(s);
         return;
     }
+    if (org_topic(org, topic, sizeof(topic)) == -1) {
+        smtp_session_finish(s, SMTP_PRODUCE_FAILED);
+        return;
+    }
 
-    msg = smtp_session_build_message(s, now, &len);
+    trace_len = smtp_session_trace_header(s, now, trace, sizeof(trace));
 
     memset(&env, 0, sizeof(env));
     memcpy(env.id, s->tx.id, sizeof(env.id));
@@ -979,26 +1063,19 @@ smtp_session_end_data(struct smtp_session *s)
     env.helo = s->helo;
     env.tls = no_tls;
     env.received_at_ms = now;
-    env.size = len;
-    EVP_Digest(msg, len, env.sha256, NULL, EVP_sha256(), NULL);
-    env.chunk_index = 0;
-    env.chunk_count = 1;
-    env.message = msg;
-    env.message_len = len;
-
-    if (org_topic(org, topic, sizeof(topic)) == -1) {
-        free(msg);
-        smtp_session_finish(s, SMTP_PRODUCE_FAILED);
-        return;
-    }
+    env.size = trace_len + s->tx.data.len;
+    smtp_session_digest(s, trace, trace_len, env.sha256);
+    env.chunk_count = s->tx.data.nsegments > 0
+                          ? (uint32_t)s->tx.data.nsegments
+                          : 1;
 
     log_info(s->tx.id, "accepted",
-             "session=%s size=%zu rcpts=%zu org=%s topic=%s sender=%s",
-             s->id, len, s->tx.nrcpts, org->name, topic,
+             "session=%s size=%llu chunks=%u rcpts=%zu org=%s topic=%s "
+             "sender=%s", s->id, (unsigned long long)env.size,
+             env.chunk_count, s->tx.nrcpts, org->name, topic,
              log_quote(quoted, sizeof(quoted), s->tx.sender));
 
-    status = s->ops->produce(s->arg, topic, &env);
-    free(msg);
+    status = smtp_session_produce_chunks(s, topic, &env, trace, trace_len);
     smtp_data_fini(&s->tx.data);
 
     if (status == SMTP_PRODUCE_PENDING)

@@ -49,10 +49,14 @@ struct smtp_session_ops {
     void (*send)(void *arg, const char *data, size_t len);
 
     /*
-     * Starts producing env to topic. The callee copies what it keeps: env
-     * is freed when this returns. Returns SMTP_PRODUCE_PENDING when the
-     * outcome comes later through smtp_session_produce_done(), or else the
-     * outcome itself. It must not call back into the session.
+     * Queues one record of a message to topic: called for chunk_index 0
+     * up to chunk_count - 1, in order. The callee copies what it keeps:
+     * env is freed when this returns. Returns SMTP_PRODUCE_PENDING when
+     * the chunk was queued; after the last chunk the outcome of the whole
+     * message comes through smtp_session_produce_done(). Any other value
+     * ends the message at once: the session queues no more chunks and
+     * replies with it, and the callee has already forgotten the chunks
+     * queued before. It must not call back into the session.
      */
     enum smtp_produce_status (*produce)(void *arg, const char *topic,
                                         const struct envelope *env);

@@ -83,7 +83,8 @@ defaults_apply(void **state)
     if (cfg == NULL)
         fail_msg("%s", err);
     assert_string_equal(cfg->ingress_listen, "127.0.0.1:2525");
-    assert_int_equal(cfg->ingress_max_message_size, 921600);
+    assert_int_equal(cfg->ingress_max_message_size, 31453184);
+    assert_int_equal(cfg->ingress_chunk_size, 524288);
     assert_int_equal(cfg->ingress_ack_timeout_ms, 30000);
     assert_int_equal(cfg->ingress_max_recipients, 50);
     assert_int_equal(cfg->ingress_durability, DURABILITY_STRICT);
@@ -107,6 +108,11 @@ errors_name_the_key(void **state)
     } cases[] = {
         { "ingress:\n  max_message_size: lots\n",
           ":14: key 'ingress.max_message_size': 'lots' is not an integer" },
+        { "ingress:\n  max_message_size: 31457280\n",
+          "key 'ingress.max_message_size': 31457280 is out of range "
+          "[1024, 31453184]" },
+        { "ingress:\n  chunk_size: 512\n",
+          "key 'ingress.chunk_size': 512 is out of range [1024, 16777216]" },
         { "ingress:\n  max_recipients: 51\n",
           "key 'ingress.max_recipients': 51 is out of range [1, 50]" },
         { "ingress:\n  durabilty: strict\n",

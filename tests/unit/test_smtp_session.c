@@ -77,7 +77,10 @@ static const char *config_yaml =
     "554 5.6.0 bare CR not allowed in message data, end lines with CRLF\r\n"
 #define LONG_LINE "554 5.6.0 line exceeds 998 octets\r\n"
 
-#define RECORDS_MAX 8
+#define RECORDS_MAX 64
+
+/* ingress.chunk_size of the configuration the chunking tests use. */
+#define CHUNK_SIZE 1024
 
 enum produce_mode {
     PRODUCE_COMPLETE,       /* report success as soon as the session waits */
@@ -105,6 +108,7 @@ struct harness {
     enum produce_mode    mode;
     struct record        records[RECORDS_MAX];
     size_t               nrecords;
+    long                 fail_chunk;    /* chunk_index produce() fails, or -1 */
 };
 
 struct dialogue {
@@ -118,6 +122,7 @@ struct dialogue {
 };
 
 static struct config *cfg;
+static struct config *chunked_cfg;   /* chunk_size CHUNK_SIZE */
 
 static const struct smtp_session_ops fake_ops;
 
@@ -151,6 +156,8 @@ fake_produce(void *arg, const char *topic, const struct envelope *env)
         return SMTP_PRODUCE_FAILED;
     if (h->mode == PRODUCE_TOO_LARGE)
         return SMTP_PRODUCE_TOO_LARGE;
+    if (h->fail_chunk >= 0 && env->chunk_index == (uint32_t)h->fail_chunk)
+        return SMTP_PRODUCE_FAILED;
 
     assert_true(h->nrecords < RECORDS_MAX);
     rec = &h->records[h->nrecords++];
@@ -183,6 +190,7 @@ harness_new(const char *client_ip, enum produce_mode mode, size_t chunk)
     assert_non_null(h);
     h->mode = mode;
     h->chunk = chunk;
+    h->fail_chunk = -1;
     if (strchr(ip, ':') != NULL) {
         memset(&sin6, 0, sizeof(sin6));
         sin6.sin6_family = AF_INET6;
@@ -1133,22 +1141,210 @@ too_many_errors_close(void **state)
 }
 
 
+/* Returns the message text of body_len octets: a header, then 'x' lines. */
+static char *
+chunk_body(size_t body_len)
+{
+    char  *body = malloc(body_len + 1);
+    size_t n = (size_t)sprintf(body, "Subject: chunks\r\n\r\n");
+
+    assert_non_null(body);
+    while (n < body_len) {
+        size_t line = body_len - n > 80 ? 80 : body_len - n;
+
+        if (line < 3) {
+            memset(body + n, 'y', line);
+        } else {
+            memset(body + n, 'x', line - 2);
+            memcpy(body + n + line - 2, "\r\n", 2);
+        }
+        n += line;
+    }
+    body[body_len] = '\0';
+    return body;
+}
+
+
+/*
+ * Sends a message of body_len octets with chunk_size CHUNK_SIZE and
+ * checks the records: one per segment, the envelope repeated, and the
+ * slices joined giving the whole message with its size and SHA-256.
+ */
+static void
+check_chunked(size_t body_len, size_t expected_chunks)
+{
+    struct config   *saved = cfg;
+    char            *body = chunk_body(body_len);
+    struct harness  *h;
+    unsigned char   *joined;
+    unsigned char    digest[32];
+    size_t           len = 0;
+    struct envelope *first;
+
+    /* A body ending without CRLF still gets one before the final dot. */
+    if (body_len >= 2 && memcmp(body + body_len - 2, "\r\n", 2) != 0)
+        memcpy(body + body_len - 2, "\r\n", 2);
+
+    cfg = chunked_cfg;
+    h = send_message(body, body_len, 700);
+    cfg = saved;
+
+    assert_replies(h, "chunked message", GREETING EHLO_OK TXN_OK QUEUED);
+    assert_int_equal(h->nrecords, expected_chunks);
+    first = h->records[0].env;
+
+    joined = malloc(first->size + 1);
+    assert_non_null(joined);
+    for (size_t i = 0; i < h->nrecords; i++) {
+        struct envelope *env = h->records[i].env;
+
+        assert_string_equal(env->id, first->id);
+        assert_string_equal(h->records[i].topic, "mail.us-east-1");
+        assert_int_equal(env->chunk_index, i);
+        assert_int_equal(env->chunk_count, expected_chunks);
+        assert_int_equal(env->size, first->size);
+        assert_memory_equal(env->sha256, first->sha256, 32);
+        assert_string_equal(env->sender, "alice@example.com");
+        assert_int_equal(env->nrecipients, 1);
+        assert_string_equal(env->recipients[0], "bob@example.org");
+        assert_int_equal(env->received_at_ms, first->received_at_ms);
+        if (i > 0)
+            assert_true(env->message_len <= CHUNK_SIZE);
+        if (i > 0 && i + 1 < h->nrecords)
+            assert_int_equal(env->message_len, CHUNK_SIZE);
+        assert_true(len + env->message_len <= first->size);
+        memcpy(joined + len, env->message, env->message_len);
+        len += env->message_len;
+    }
+    assert_int_equal(len, first->size);
+    EVP_Digest(joined, len, digest, NULL, EVP_sha256(), NULL);
+    assert_memory_equal(first->sha256, digest, 32);
+
+    /* The joined records are the trace header and the text as sent. */
+    assert_memory_equal(joined, "Received: ", 10);
+    assert_memory_equal(joined + len - body_len, body, body_len);
+
+    free(joined);
+    free(body);
+    harness_free(h);
+}
+
+
+static void
+chunked_message_split(void **state)
+{
+    (void)state;
+    check_chunked(5000, 5);
+}
+
+
+static void
+chunked_message_exact_multiple(void **state)
+{
+    (void)state;
+    check_chunked(2 * CHUNK_SIZE, 2);
+}
+
+
+static void
+chunked_message_one_segment(void **state)
+{
+    (void)state;
+    check_chunked(CHUNK_SIZE, 1);
+}
+
+
+/* A chunk the producer does not take ends the message with 451. */
+static void
+chunked_message_produce_fails(void **state)
+{
+    struct config  *saved = cfg;
+    char           *body = chunk_body(5000);
+    struct harness *h;
+
+    (void)state;
+    cfg = chunked_cfg;
+    h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+    h->fail_chunk = 2;
+    harness_puts(h, EHLO TXN);
+    harness_write(h, body, 5000);
+    harness_puts(h, ".\r\nNOOP\r\n");
+    cfg = saved;
+
+    assert_replies(h, "chunk 2 not queued",
+                   GREETING EHLO_OK TXN_OK
+                   "451 4.3.0 message not queued, try again later\r\n"
+                   "250 2.0.0 Ok\r\n");
+    assert_int_equal(h->nrecords, 2);
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_READY);
+    free(body);
+    harness_free(h);
+}
+
+
+/* A failed report after the last chunk is queued gives 451, never 250. */
+static void
+chunked_message_report_fails(void **state)
+{
+    struct config  *saved = cfg;
+    char           *body = chunk_body(3000);
+    struct harness *h;
+
+    (void)state;
+    cfg = chunked_cfg;
+    h = harness_new(NULL, PRODUCE_HOLD, SIZE_MAX);
+    harness_puts(h, EHLO TXN);
+    harness_write(h, body, 3000);
+    harness_puts(h, ".\r\n");
+    cfg = saved;
+
+    assert_int_equal(h->nrecords, 3);
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_PRODUCING);
+    smtp_session_produce_done(h->s, SMTP_PRODUCE_FAILED);
+    smtp_session_produce_done(h->s, SMTP_PRODUCE_OK);
+    assert_replies(h, "failed report",
+                   GREETING EHLO_OK TXN_OK
+                   "451 4.3.0 message not queued, try again later\r\n");
+    free(body);
+    harness_free(h);
+}
+
+
+static struct config *
+load_text(const char *text)
+{
+    char           path[] = "/tmp/ferry-session-test-XXXXXX";
+    char           err[512];
+    int            fd = mkstemp(path);
+    struct config *loaded;
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    loaded = config_load(path, err, sizeof(err));
+    unlink(path);
+    if (loaded == NULL)
+        fail_msg("%s", err);
+    return loaded;
+}
+
+
 static int
 load_config(void **state)
 {
-    char path[] = "/tmp/ferry-session-test-XXXXXX";
-    char err[512];
-    int  fd = mkstemp(path);
+    char *text = malloc(strlen(config_yaml) + 64);
 
     (void)state;
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, config_yaml, strlen(config_yaml)),
-                     (ssize_t)strlen(config_yaml));
-    close(fd);
-    cfg = config_load(path, err, sizeof(err));
-    unlink(path);
-    if (cfg == NULL)
-        fail_msg("%s", err);
+    assert_non_null(text);
+    cfg = load_text(config_yaml);
+
+    /* The same file with small chunks, placed under the ingress keys. */
+    strcpy(text, config_yaml);
+    text[strstr(text, "  max_message_size") - text] = '\0';
+    sprintf(text + strlen(text), "  chunk_size: %d\n%s", CHUNK_SIZE,
+            strstr(config_yaml, "  max_message_size"));
+    chunked_cfg = load_text(text);
+    free(text);
     return 0;
 }
 
@@ -1158,6 +1354,7 @@ free_config(void **state)
 {
     (void)state;
     config_free(cfg);
+    config_free(chunked_cfg);
     return 0;
 }
 
@@ -1187,6 +1384,11 @@ main(void)
         cmocka_unit_test(shutdown_while_producing),
         cmocka_unit_test(idle_timeout_closes),
         cmocka_unit_test(too_many_errors_close),
+        cmocka_unit_test(chunked_message_split),
+        cmocka_unit_test(chunked_message_exact_multiple),
+        cmocka_unit_test(chunked_message_one_segment),
+        cmocka_unit_test(chunked_message_produce_fails),
+        cmocka_unit_test(chunked_message_report_fails),
     };
     size_t             ndialogues = sizeof(dialogues) / sizeof(*dialogues);
     size_t             nfixed = sizeof(fixed) / sizeof(*fixed);
