@@ -69,6 +69,9 @@ static const struct config_key config_ingress_keys[] = {
     KEY("listen", CONFIG_STRING, ingress_listen, "127.0.0.1:2525", 0, 0,
         NULL),
     KEY("hostname", CONFIG_STRING, ingress_hostname, "", 0, 0, NULL),
+    KEY("tls_certificate", CONFIG_STRING, ingress_tls_certificate, "", 0, 0,
+        NULL),
+    KEY("tls_key", CONFIG_STRING, ingress_tls_key, "", 0, 0, NULL),
     KEY("max_message_size", CONFIG_INT, ingress_max_message_size,
         "31453184", 1024, 31453184, NULL),
     KEY("chunk_size", CONFIG_INT, ingress_chunk_size, "524288", 1024,
@@ -389,7 +392,8 @@ config_read_ingress(struct config_reader *r, struct config *cfg,
                     yaml_node_t *map)
 {
     static const char *const known[] = {
-        "listen", "hostname", "regions", "max_message_size", "chunk_size",
+        "listen", "hostname", "tls_certificate", "tls_key", "regions",
+        "max_message_size", "chunk_size",
         "max_recipients", "ack_timeout_ms", "durability", NULL
     };
     yaml_node_pair_t *pair;
@@ -640,6 +644,10 @@ config_check(struct config_reader *r, struct config *cfg)
         config_region(cfg, cfg->deliver_region) == NULL)
         return config_fail(r, NULL, "key 'deliver.region': region '%s' is "
                            "not listed under 'regions'", cfg->deliver_region);
+    if ((cfg->ingress_tls_certificate[0] == '\0') !=
+        (cfg->ingress_tls_key[0] == '\0'))
+        return config_fail(r, NULL, "keys 'ingress.tls_certificate' and "
+                           "'ingress.tls_key' must be set together");
     if (cfg->deliver_retry_max_ms < cfg->deliver_retry_initial_ms)
         return config_fail(r, NULL, "key 'deliver.retry_max_ms' is smaller "
                            "than 'deliver.retry_initial_ms'");
@@ -794,6 +802,8 @@ config_free(struct config *cfg)
     free(cfg->kafka_properties);
     free(cfg->ingress_listen);
     free(cfg->ingress_hostname);
+    free(cfg->ingress_tls_certificate);
+    free(cfg->ingress_tls_key);
     config_free_strings(cfg->ingress_regions, cfg->ningress_regions);
     free(cfg->deliver_region);
     for (size_t i = 0; i < cfg->nregions; i++) {

@@ -61,6 +61,8 @@ struct config {
 
     char                  *ingress_listen;          /* host:port */
     char                  *ingress_hostname;
+    char                  *ingress_tls_certificate; /* PEM; "" no TLS */
+    char                  *ingress_tls_key;         /* PEM */
     char                 **ingress_regions;         /* home regions served */
     size_t                 ningress_regions;
     int64_t                ingress_max_message_size;

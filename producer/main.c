@@ -15,6 +15,7 @@
 #include "ingress_kafka.h"
 #include "log.h"
 #include "smtp_server.h"
+#include "smtp_tls.h"
 
 #define MAIN_EXIT_USAGE      64        /* EX_USAGE of sysexits.h */
 
@@ -38,7 +39,7 @@ static int main_check_config(const struct config *cfg, char *err,
                              size_t errlen);
 static int main_check_durability(const struct config *cfg);
 static int main_add_signals(struct event_base *base, struct smtp_server *srv,
-                            struct event *events[3]);
+                            struct smtp_tls *tls, struct event *events[3]);
 static void main_on_stop_signal(evutil_socket_t sig, short what, void *arg);
 static void main_on_hangup(evutil_socket_t sig, short what, void *arg);
 
@@ -51,6 +52,7 @@ main(int argc, char **argv)
     struct event_base    *base = NULL;
     struct ingress_kafka *ik = NULL;
     struct smtp_server   *srv = NULL;
+    struct smtp_tls      *tls = NULL;
     struct event         *signals[3] = { NULL, NULL, NULL };
     enum log_level        level = LOG_LEVEL_INFO;
     char                  err[1024];
@@ -88,15 +90,22 @@ main(int argc, char **argv)
                   "loop\"");
         goto out;
     }
+    if (cfg->ingress_tls_certificate[0] != '\0' &&
+        (tls = smtp_tls_new(cfg, err, sizeof(err))) == NULL) {
+        log_error(NULL, "startup-failed", "error=%s",
+                  log_quote(quoted, sizeof(quoted), err));
+        goto out;
+    }
     if ((ik = ingress_kafka_new(cfg, base, err, sizeof(err))) == NULL ||
-        (srv = smtp_server_new(cfg, base, ik, err, sizeof(err))) == NULL) {
+        (srv = smtp_server_new(cfg, base, ik, tls, err, sizeof(err))) ==
+            NULL) {
         log_error(NULL, "startup-failed", "error=%s",
                   log_quote(quoted, sizeof(quoted), err));
         goto out;
     }
 
     /* Signals. */
-    if (main_add_signals(base, srv, signals) == -1) {
+    if (main_add_signals(base, srv, tls, signals) == -1) {
         log_error(NULL, "startup-failed", "error=\"cannot register signal "
                   "events\"");
         goto out;
@@ -119,6 +128,7 @@ out:
         if (signals[i] != NULL)
             event_free(signals[i]);
     smtp_server_free(srv);
+    smtp_tls_free(tls);
     ingress_kafka_free(ik);
     if (base != NULL)
         event_base_free(base);
@@ -222,14 +232,17 @@ main_check_durability(const struct config *cfg)
 }
 
 
-/* Makes SIGTERM and SIGINT drain and stop. SIGHUP is only logged. */
+/*
+ * Makes SIGTERM and SIGINT drain and stop, and SIGHUP load the TLS
+ * certificate and key again.
+ */
 static int
 main_add_signals(struct event_base *base, struct smtp_server *srv,
-                 struct event *events[3])
+                 struct smtp_tls *tls, struct event *events[3])
 {
     events[0] = evsignal_new(base, SIGTERM, main_on_stop_signal, srv);
     events[1] = evsignal_new(base, SIGINT, main_on_stop_signal, srv);
-    events[2] = evsignal_new(base, SIGHUP, main_on_hangup, NULL);
+    events[2] = evsignal_new(base, SIGHUP, main_on_hangup, tls);
     for (int i = 0; i < 3; i++)
         if (events[i] == NULL || evsignal_add(events[i], NULL) == -1)
             return -1;
@@ -249,7 +262,21 @@ main_on_stop_signal(evutil_socket_t sig, short what, void *arg)
 static void
 main_on_hangup(evutil_socket_t sig, short what, void *arg)
 {
-    /* TODO: reload the configuration. Until then the old one stays. */
-    log_warn(NULL, "signal", "signal=SIGHUP action=ignored "
-             "reason=\"configuration reload is not implemented\"");
+    struct smtp_tls *tls = arg;
+    char             err[1024];
+    char             quoted[1100];
+
+    /* TODO: reload the rest of the configuration. Until then it stays. */
+    if (tls == NULL) {
+        log_warn(NULL, "signal", "signal=SIGHUP action=ignored "
+                 "reason=\"TLS is not configured, and reloading the rest "
+                 "of the configuration is not implemented\"");
+        return;
+    }
+    if (smtp_tls_reload(tls, err, sizeof(err)) == -1) {
+        log_error(NULL, "tls-reload-failed", "error=%s action=kept-old",
+                  log_quote(quoted, sizeof(quoted), err));
+        return;
+    }
+    log_info(NULL, "tls-reloaded", "signal=SIGHUP");
 }

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +52,7 @@ struct smtp_conn {
     const char                   *reason;       /* why it is closing */
     bool                          eof;          /* the client sent FIN */
     bool                          closing;      /* free once flushed */
+    bool                          tls;          /* handshake started */
 };
 
 TAILQ_HEAD(smtp_conn_list, smtp_conn);
@@ -58,6 +61,7 @@ struct smtp_server {
     const struct config   *cfg;
     struct event_base     *base;
     struct ingress_kafka  *ik;
+    struct smtp_tls       *tls;         /* NULL: no STARTTLS */
     struct evconnlistener *listener;
     struct event          *accept_timer;
     struct event          *drain_timer;
@@ -91,6 +95,13 @@ static void smtp_server_on_event(struct bufferevent *bev, short what,
 static void smtp_server_on_drain_timer(evutil_socket_t fd, short what,
                                        void *arg);
 static void smtp_server_process(struct smtp_conn *c);
+static void smtp_server_setup_bev(struct smtp_conn *c);
+static void smtp_server_start_tls(struct smtp_conn *c);
+static void smtp_server_tls_done(struct smtp_conn *c);
+static bool smtp_server_flushed(struct smtp_conn *c);
+static void smtp_server_on_tls_output(struct evbuffer *buf,
+                                      const struct evbuffer_cb_info *info,
+                                      void *arg);
 static void smtp_server_stop_waiting(struct smtp_conn *c,
                                      enum smtp_produce_status status);
 static void smtp_server_close(struct smtp_conn *c, const char *reason);
@@ -147,7 +158,8 @@ smtp_server_check(const struct config *cfg, char *err, size_t errlen)
 
 struct smtp_server *
 smtp_server_new(const struct config *cfg, struct event_base *base,
-                struct ingress_kafka *ik, char *err, size_t errlen)
+                struct ingress_kafka *ik, struct smtp_tls *tls, char *err,
+                size_t errlen)
 {
     struct smtp_server     *srv;
     struct sockaddr_storage ss;
@@ -162,6 +174,7 @@ smtp_server_new(const struct config *cfg, struct event_base *base,
     srv->cfg = cfg;
     srv->base = base;
     srv->ik = ik;
+    srv->tls = tls;
     TAILQ_INIT(&srv->conns);
     srv->accept_timer = evtimer_new(base, smtp_server_on_accept_timer, srv);
     srv->drain_timer = evtimer_new(base, smtp_server_on_drain_timer, srv);
@@ -214,7 +227,6 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
 {
     struct smtp_server *srv = arg;
     struct smtp_conn   *c;
-    struct timeval      idle = { SMTP_SERVER_IDLE_SECONDS, 0 };
     int                 nodelay = 1;
 
     c = xcalloc(1, sizeof(*c));
@@ -244,15 +256,126 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     TAILQ_INSERT_TAIL(&srv->conns, c, entry);
     srv->nconns++;
 
-    bufferevent_setcb(c->bev, smtp_server_on_read, smtp_server_on_write,
-                      smtp_server_on_event, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_SERVER_INPUT_MAX);
-    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    smtp_server_setup_bev(c);
 
     log_info(NULL, "connect", "session=%s client=%s", smtp_session_id(c->s),
              smtp_session_client(c->s));
     smtp_session_start(c->s);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+
+/* Sets the callbacks, read limit and idle timeouts of c->bev. */
+static void
+smtp_server_setup_bev(struct smtp_conn *c)
+{
+    struct timeval idle = { SMTP_SERVER_IDLE_SECONDS, 0 };
+
+    bufferevent_setcb(c->bev, smtp_server_on_read, smtp_server_on_write,
+                      smtp_server_on_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_SERVER_INPUT_MAX);
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+}
+
+
+/*
+ * Starts the TLS handshake after the 220 reply to STARTTLS. Whatever the
+ * client sent after the STARTTLS line is discarded unread, because a
+ * man in the middle could have injected commands there (RFC 3207 section
+ * 4.2), and the TLS layer is stacked on the plain connection, behind the
+ * 220 reply still queued there.
+ */
+static void
+smtp_server_start_tls(struct smtp_conn *c)
+{
+    struct evbuffer    *in = bufferevent_get_input(c->bev);
+    size_t              discarded = evbuffer_get_length(in);
+    struct bufferevent *bev;
+    SSL                *ssl;
+
+    c->tls = true;
+    evbuffer_drain(in, discarded);
+    if (discarded > 0)
+        log_info(NULL, "starttls-input-discarded", "session=%s octets=%zu",
+                 smtp_session_id(c->s), discarded);
+
+    ssl = smtp_tls_ssl_new(c->srv->tls);
+    bev = ssl != NULL
+              ? bufferevent_openssl_filter_new(c->srv->base, c->bev, ssl,
+                                               BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE)
+              : NULL;
+    if (bev == NULL) {
+        /*
+         * NOTE: whether libevent frees ssl when the filter cannot be
+         * created is not documented, so it is left alone here.
+         */
+        log_error(NULL, "tls-failed", "session=%s error=\"cannot set up "
+                  "the TLS layer\"", smtp_session_id(c->s));
+        smtp_server_free_conn(c, "tls-setup-failed");
+        return;
+    }
+
+    /*
+     * A reply is written once it leaves the plain connection's buffer,
+     * which the TLS layer's write callback does not see.
+     */
+    evbuffer_add_cb(bufferevent_get_output(c->bev),
+                    smtp_server_on_tls_output, c);
+
+    /* A client that closes without close_notify is only a closed one. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    c->bev = bev;
+    smtp_server_setup_bev(c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+
+/* Returns true when every reply queued for the client has been sent. */
+static bool
+smtp_server_flushed(struct smtp_conn *c)
+{
+    struct bufferevent *plain = bufferevent_get_underlying(c->bev);
+
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return false;
+    return plain == NULL ||
+           evbuffer_get_length(bufferevent_get_output(plain)) == 0;
+}
+
+
+/*
+ * Notices that the plain connection under TLS has sent everything. The
+ * connection is freed from the resume event, outside libevent's write
+ * path.
+ */
+static void
+smtp_server_on_tls_output(struct evbuffer *buf,
+                          const struct evbuffer_cb_info *info, void *arg)
+{
+    struct smtp_conn *c = arg;
+
+    if (c->closing && evbuffer_get_length(buf) == 0)
+        event_active(c->resume, 0, 0);
+}
+
+
+/* Hands the negotiated protocol and cipher to the session. */
+static void
+smtp_server_tls_done(struct smtp_conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+    smtp_session_tls_started(c->s, SSL_get_version(ssl),
+                             SSL_get_cipher_name(ssl));
+    log_info(NULL, "tls-started", "session=%s protocol=%s cipher=%s",
+             smtp_session_id(c->s), SSL_get_version(ssl),
+             SSL_get_cipher_name(ssl));
+
+    /* Octets read before the handshake ended are not commands. */
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
+    smtp_server_process(c);
 }
 
 
@@ -393,7 +516,14 @@ smtp_server_stop_waiting(struct smtp_conn *c, enum smtp_produce_status status)
 static void
 smtp_server_on_resume(evutil_socket_t fd, short what, void *arg)
 {
-    smtp_server_process(arg);
+    struct smtp_conn *c = arg;
+
+    if (c->closing) {
+        if (smtp_server_flushed(c))
+            smtp_server_free_conn(c, c->reason);
+        return;
+    }
+    smtp_server_process(c);
 }
 
 
@@ -410,10 +540,10 @@ smtp_server_on_write(struct bufferevent *bev, void *arg)
     struct smtp_conn *c = arg;
 
     /* Called once the output buffer is empty. */
-    if (c->closing)
-        smtp_server_free_conn(c, c->reason);
-    else
+    if (!c->closing)
         smtp_server_process(c);
+    else if (smtp_server_flushed(c))
+        smtp_server_free_conn(c, c->reason);
 }
 
 
@@ -422,8 +552,14 @@ smtp_server_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct smtp_conn *c = arg;
     enum smtp_state   state = smtp_session_state(c->s);
-    char              reason[160];
-    char              quoted[200];
+    char              reason[400];
+    char              quoted[300];
+    unsigned long     tls_error;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        smtp_server_tls_done(c);
+        return;
+    }
 
     if (what & BEV_EVENT_TIMEOUT) {
         if (c->closing || (what & BEV_EVENT_WRITING)) {
@@ -439,10 +575,19 @@ smtp_server_on_event(struct bufferevent *bev, short what, void *arg)
     }
 
     if (what & BEV_EVENT_ERROR) {
-        snprintf(reason, sizeof(reason), "network-error error=%s",
-                 log_quote(quoted, sizeof(quoted),
-                           evutil_socket_error_to_string(
-                               EVUTIL_SOCKET_ERROR())));
+        tls_error = c->tls ? bufferevent_get_openssl_error(bev) : 0;
+        if (tls_error != 0) {
+            char text[256];
+
+            ERR_error_string_n(tls_error, text, sizeof(text));
+            snprintf(reason, sizeof(reason), "tls-error error=%s",
+                     log_quote(quoted, sizeof(quoted), text));
+        } else {
+            snprintf(reason, sizeof(reason), "network-error error=%s",
+                     log_quote(quoted, sizeof(quoted),
+                               evutil_socket_error_to_string(
+                                   EVUTIL_SOCKET_ERROR())));
+        }
         smtp_server_free_conn(c, reason);
         return;
     }
@@ -487,6 +632,10 @@ smtp_server_process(struct smtp_conn *c)
     if (c->closing)
         return;
 
+    if (smtp_session_state(c->s) == SMTP_STATE_STARTTLS && !c->tls) {
+        smtp_server_start_tls(c);
+        return;
+    }
     if (smtp_session_state(c->s) == SMTP_STATE_CLOSED)
         smtp_server_close(c, smtp_session_close_reason(c->s));
     else if (c->eof && smtp_session_state(c->s) != SMTP_STATE_PRODUCING &&
@@ -502,7 +651,7 @@ smtp_server_close(struct smtp_conn *c, const char *reason)
     c->closing = true;
     c->reason = reason;
     bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    if (smtp_server_flushed(c))
         smtp_server_free_conn(c, reason);
 }
 

@@ -16,16 +16,21 @@
 
 #include "config.h"
 #include "ingress_kafka.h"
+#include "smtp_tls.h"
 
 struct smtp_server;
 
 /* Checks the listen address and host name without binding. */
 int smtp_server_check(const struct config *cfg, char *err, size_t errlen);
 
-/* Binds ingress.listen and starts accepting. */
+/*
+ * Binds ingress.listen and starts accepting. tls, which must outlive the
+ * server, serves STARTTLS; NULL when TLS is not configured.
+ */
 struct smtp_server *smtp_server_new(const struct config *cfg,
                                     struct event_base *base,
-                                    struct ingress_kafka *ik, char *err,
+                                    struct ingress_kafka *ik,
+                                    struct smtp_tls *tls, char *err,
                                     size_t errlen);
 
 /* Closes every connection at once and logs each disconnect. */

@@ -61,6 +61,7 @@ struct smtp_session {
     char                           client_text[INET6_ADDRSTRLEN];
     char                          *helo;
     bool                           esmtp;
+    char                           tls[128];    /* "" until STARTTLS */
 
     char                           line[SMTP_LINE_MAX];
     size_t                         line_len;
@@ -130,6 +131,8 @@ static void smtp_session_cmd_vrfy(struct smtp_session *s, char *args);
 static void smtp_session_cmd_help(struct smtp_session *s, char *args);
 static void smtp_session_cmd_unimplemented(struct smtp_session *s,
                                            char *args);
+static bool smtp_session_tls_offered(const struct smtp_session *s);
+static void smtp_session_cmd_starttls(struct smtp_session *s, char *args);
 
 static const struct smtp_command smtp_commands[] = {
     { "EHLO", smtp_session_cmd_ehlo },
@@ -147,7 +150,7 @@ static const struct smtp_command smtp_commands[] = {
     { "BDAT", smtp_session_cmd_unimplemented },
     { "ETRN", smtp_session_cmd_unimplemented },
     { "EXPN", smtp_session_cmd_unimplemented },
-    { "STARTTLS", smtp_session_cmd_unimplemented },
+    { "STARTTLS", smtp_session_cmd_starttls },
     { "TURN", smtp_session_cmd_unimplemented },
 };
 
@@ -159,6 +162,7 @@ static const char *const smtp_state_names[] = {
     [SMTP_STATE_RCPT] = "rcpt",
     [SMTP_STATE_DATA] = "data",
     [SMTP_STATE_PRODUCING] = "producing",
+    [SMTP_STATE_STARTTLS] = "starttls",
     [SMTP_STATE_CLOSED] = "closed",
 };
 
@@ -495,6 +499,8 @@ smtp_session_greet(struct smtp_session *s, char *args, bool esmtp)
     smtp_session_send(s, "250-SIZE %lld",
                       (long long)s->cfg->ingress_max_message_size);
     smtp_session_send(s, "250-8BITMIME");
+    if (smtp_session_tls_offered(s))
+        smtp_session_send(s, "250-STARTTLS");
     smtp_session_send(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -867,6 +873,61 @@ smtp_session_cmd_help(struct smtp_session *s, char *args)
 }
 
 
+/* STARTTLS is offered when TLS is configured and not active yet. */
+static bool
+smtp_session_tls_offered(const struct smtp_session *s)
+{
+    return s->cfg->ingress_tls_certificate[0] != '\0' && s->tls[0] == '\0';
+}
+
+
+static void
+smtp_session_cmd_starttls(struct smtp_session *s, char *args)
+{
+    if (s->cfg->ingress_tls_certificate[0] == '\0') {
+        smtp_session_cmd_unimplemented(s, args);
+        return;
+    }
+    if (*args != '\0') {
+        smtp_session_reject(s, "syntax", "501 5.5.4 syntax: STARTTLS");
+        return;
+    }
+    if (s->tls[0] != '\0') {
+        smtp_session_reject(s, "sequence", "503 5.5.1 TLS already active");
+        return;
+    }
+    if (s->state != SMTP_STATE_GREETED && s->state != SMTP_STATE_READY) {
+        smtp_session_reject(s, "sequence", "503 5.5.1 STARTTLS not allowed "
+                            "during a mail transaction");
+        return;
+    }
+
+    /* The caller starts the handshake once this reply is queued. */
+    smtp_session_set_state(s, SMTP_STATE_STARTTLS);
+    smtp_session_send(s, "220 2.0.0 Ready to start TLS");
+}
+
+
+void
+smtp_session_tls_started(struct smtp_session *s, const char *protocol,
+                         const char *cipher)
+{
+    if (s->state != SMTP_STATE_STARTTLS) {
+        log_error(NULL, "tls-started-unexpected", "session=%s state=%s",
+                  s->id, smtp_state_names[s->state]);
+        return;
+    }
+    snprintf(s->tls, sizeof(s->tls), "%s:%s", protocol, cipher);
+    smtp_session_clear_transaction(s);
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = false;
+    s->line_len = 0;
+    s->line_too_long = false;
+    smtp_session_set_state(s, SMTP_STATE_GREETED);
+}
+
+
 static void
 smtp_session_cmd_unimplemented(struct smtp_session *s, char *args)
 {
@@ -930,6 +991,7 @@ smtp_session_trace_header(struct smtp_session *s, int64_t now_ms, char *buf,
 {
     char        date[64];
     char        literal[INET6_ADDRSTRLEN + 8];
+    char        with[sizeof(s->tls) + 16];
     time_t      now = (time_t)(now_ms / 1000);
     struct tm   tm;
     int         n;
@@ -941,12 +1003,22 @@ smtp_session_trace_header(struct smtp_session *s, int64_t now_ms, char *buf,
     else
         snprintf(literal, sizeof(literal), "[%s]", s->client_text);
 
+    /*
+     * RFC 3848 names ESMTP after STARTTLS "ESMTPS". The protocol and
+     * cipher follow as a comment.
+     */
+    if (s->tls[0] != '\0')
+        snprintf(with, sizeof(with), "%s (%s)",
+                 s->esmtp ? "ESMTPS" : "SMTP", s->tls);
+    else
+        snprintf(with, sizeof(with), "%s", s->esmtp ? "ESMTP" : "SMTP");
+
     n = snprintf(buf, size,
                  "Received: from %s (%s)\r\n"
                  "\tby %s (Ferry) with %s id %s\r\n"
                  "\tfor <%s>; %s\r\n",
-                 s->helo, literal, s->cfg->ingress_hostname,
-                 s->esmtp ? "ESMTP" : "SMTP", s->tx.id, s->tx.rcpts[0], date);
+                 s->helo, literal, s->cfg->ingress_hostname, with, s->tx.id,
+                 s->tx.rcpts[0], date);
     return n < 0 ? 0 : (size_t)n;
 }
 
@@ -1029,7 +1101,6 @@ smtp_session_produce_chunks(struct smtp_session *s, const char *topic,
 static void
 smtp_session_end_data(struct smtp_session *s)
 {
-    static char              no_tls[] = "";
     struct envelope          env;
     const struct org        *org = s->tx.org;
     char                     topic[256];
@@ -1061,7 +1132,7 @@ smtp_session_end_data(struct smtp_session *s)
     env.nrecipients = s->tx.nrcpts;
     env.client_address = s->client_text;
     env.helo = s->helo;
-    env.tls = no_tls;
+    env.tls = s->tls;
     env.received_at_ms = now;
     env.size = trace_len + s->tx.data.len;
     smtp_session_digest(s, trace, trace_len, env.sha256);

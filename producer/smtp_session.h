@@ -32,6 +32,7 @@ enum smtp_state {
     SMTP_STATE_RCPT,        /* at least one recipient accepted */
     SMTP_STATE_DATA,        /* reading message text after 354 */
     SMTP_STATE_PRODUCING,   /* final dot read, waiting for Kafka */
+    SMTP_STATE_STARTTLS,    /* 220 sent to STARTTLS, waiting for TLS */
     SMTP_STATE_CLOSED       /* 221 or 421 sent, so the caller closes */
 };
 
@@ -94,6 +95,15 @@ void smtp_session_produce_done(struct smtp_session *s,
  * in the middle of DATA is dropped.
  */
 void smtp_session_shutdown(struct smtp_session *s);
+
+/*
+ * Starts over after a STARTTLS handshake: the session forgets the EHLO
+ * name, as RFC 3207 section 4.2 requires, and records protocol and cipher
+ * for the Received header and the envelope. The caller discards every
+ * octet the client sent before the handshake ended.
+ */
+void smtp_session_tls_started(struct smtp_session *s, const char *protocol,
+                              const char *cipher);
 
 /* Ends the session because the client was idle too long: 421 4.4.2. */
 void smtp_session_timeout(struct smtp_session *s);

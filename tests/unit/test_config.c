@@ -113,6 +113,9 @@ errors_name_the_key(void **state)
           "[1024, 31453184]" },
         { "ingress:\n  chunk_size: 512\n",
           "key 'ingress.chunk_size': 512 is out of range [1024, 16777216]" },
+        { "ingress:\n  tls_certificate: /etc/ferry/cert.pem\n",
+          "keys 'ingress.tls_certificate' and 'ingress.tls_key' must be "
+          "set together" },
         { "ingress:\n  max_recipients: 51\n",
           "key 'ingress.max_recipients': 51 is out of range [1, 50]" },
         { "ingress:\n  durabilty: strict\n",

@@ -123,6 +123,7 @@ struct dialogue {
 
 static struct config *cfg;
 static struct config *chunked_cfg;   /* chunk_size CHUNK_SIZE */
+static struct config *tls_cfg;       /* STARTTLS offered */
 
 static const struct smtp_session_ops fake_ops;
 
@@ -1310,6 +1311,127 @@ chunked_message_report_fails(void **state)
 }
 
 
+#define EHLO_TLS_OK                                                 \
+    "250-" HOST " greets client.test\r\n250-PIPELINING\r\n"         \
+    "250-SIZE 300000\r\n250-8BITMIME\r\n250-STARTTLS\r\n"           \
+    "250 ENHANCEDSTATUSCODES\r\n"
+#define TLS_READY "220 2.0.0 Ready to start TLS\r\n"
+#define TLS_TEXT  "TLSv1.3:TLS_AES_256_GCM_SHA384"
+
+/* Returns a session of tls_cfg whose STARTTLS handshake has finished. */
+static struct harness *
+tls_session(const char *after_starttls)
+{
+    struct config  *saved = cfg;
+    struct harness *h;
+
+    cfg = tls_cfg;
+    h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+    cfg = saved;
+    harness_puts(h, EHLO "STARTTLS\r\n");
+    harness_puts(h, after_starttls);
+    assert_replies(h, "starttls", GREETING EHLO_TLS_OK TLS_READY);
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_STARTTLS);
+    assert_false(smtp_session_wants_input(h->s));
+
+    /* The server discards what came before the handshake ended. */
+    h->inoff = h->inlen;
+    smtp_session_tls_started(h->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384");
+    assert_int_equal(smtp_session_state(h->s), SMTP_STATE_GREETED);
+    h->outlen = 0;
+    h->out[0] = '\0';
+    return h;
+}
+
+
+static void
+starttls_not_offered_without_tls(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+
+    (void)state;
+    harness_puts(h, EHLO "STARTTLS\r\n");
+    assert_replies(h, "no tls configured",
+                   GREETING EHLO_OK "502 5.5.1 command not implemented\r\n");
+    harness_free(h);
+}
+
+
+static void
+starttls_pipelined_input_not_read(void **state)
+{
+    struct harness *h;
+
+    (void)state;
+    h = tls_session("MAIL FROM:<alice@example.com>\r\n"
+                    "RCPT TO:<bob@example.org>\r\n");
+    assert_int_equal(h->nrecords, 0);
+    assert_null(smtp_session_msgid(h->s));
+
+    /* After the handshake the client must say EHLO again. */
+    harness_puts(h, "MAIL FROM:<alice@example.com>\r\n");
+    assert_replies(h, "mail before ehlo",
+                   "503 5.5.1 send EHLO or HELO first\r\n");
+    harness_free(h);
+}
+
+
+static void
+starttls_then_message(void **state)
+{
+    struct harness  *h = tls_session("");
+    struct envelope *env;
+    const char      *with = "with ESMTPS (" TLS_TEXT ") id ";
+
+    (void)state;
+    harness_puts(h, EHLO "STARTTLS\r\n" TXN "x\r\n.\r\n");
+    assert_replies(h, "message over tls",
+                   EHLO_OK "503 5.5.1 TLS already active\r\n" TXN_OK
+                   QUEUED);
+    assert_int_equal(h->nrecords, 1);
+    env = h->records[0].env;
+    assert_string_equal(env->tls, TLS_TEXT);
+    assert_non_null(memmem(env->message, env->message_len, with,
+                           strlen(with)));
+    harness_free(h);
+}
+
+
+static void
+starttls_rejected_cases(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *client;
+        const char *replies;
+    } cases[] = {
+        { "argument", EHLO "STARTTLS now\r\n",
+          EHLO_TLS_OK "501 5.5.4 syntax: STARTTLS\r\n" },
+        { "in transaction",
+          EHLO "MAIL FROM:<alice@example.com>\r\nSTARTTLS\r\n",
+          EHLO_TLS_OK MAIL_OK "503 5.5.1 STARTTLS not allowed during a mail "
+          "transaction\r\n" },
+    };
+    char expected[1024];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        struct config  *saved = cfg;
+        struct harness *h;
+
+        cfg = tls_cfg;
+        h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+        cfg = saved;
+        harness_puts(h, cases[i].client);
+        snprintf(expected, sizeof(expected), "%s%s", GREETING,
+                 cases[i].replies);
+        assert_replies(h, cases[i].name, expected);
+        assert_true(smtp_session_wants_input(h->s));
+        harness_free(h);
+    }
+}
+
+
 static struct config *
 load_text(const char *text)
 {
@@ -1344,6 +1466,16 @@ load_config(void **state)
     sprintf(text + strlen(text), "  chunk_size: %d\n%s", CHUNK_SIZE,
             strstr(config_yaml, "  max_message_size"));
     chunked_cfg = load_text(text);
+
+    /* And with TLS; the session only checks that the files are set. */
+    text = realloc(text, strlen(config_yaml) + 128);
+    assert_non_null(text);
+    strcpy(text, config_yaml);
+    text[strstr(text, "  max_message_size") - text] = '\0';
+    sprintf(text + strlen(text), "  tls_certificate: /nonexistent.pem\n"
+            "  tls_key: /nonexistent.key\n%s",
+            strstr(config_yaml, "  max_message_size"));
+    tls_cfg = load_text(text);
     free(text);
     return 0;
 }
@@ -1355,6 +1487,7 @@ free_config(void **state)
     (void)state;
     config_free(cfg);
     config_free(chunked_cfg);
+    config_free(tls_cfg);
     return 0;
 }
 
@@ -1389,6 +1522,10 @@ main(void)
         cmocka_unit_test(chunked_message_one_segment),
         cmocka_unit_test(chunked_message_produce_fails),
         cmocka_unit_test(chunked_message_report_fails),
+        cmocka_unit_test(starttls_not_offered_without_tls),
+        cmocka_unit_test(starttls_pipelined_input_not_read),
+        cmocka_unit_test(starttls_then_message),
+        cmocka_unit_test(starttls_rejected_cases),
     };
     size_t             ndialogues = sizeof(dialogues) / sizeof(*dialogues);
     size_t             nfixed = sizeof(fixed) / sizeof(*fixed);
