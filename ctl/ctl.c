@@ -116,7 +116,10 @@ ctl_consumer_new(const struct ctl *ctl, char *err, size_t errlen)
 
 
 rd_kafka_t *
-ctl_producer_new(const struct ctl *ctl, char *err, size_t errlen)
+ctl_producer_new(const struct ctl *ctl,
+                 void (*on_delivery)(rd_kafka_t *, const rd_kafka_message_t *,
+                                     void *),
+                 char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = ctl_conf_new(ctl, err, errlen);
     rd_kafka_t      *rk;
@@ -130,6 +133,7 @@ ctl_producer_new(const struct ctl *ctl, char *err, size_t errlen)
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);

@@ -78,9 +78,15 @@ void ctl_fini(struct ctl *ctl);
 rd_kafka_t *ctl_consumer_new(const struct ctl *ctl, char *err,
                              size_t errlen);
 
-/* Creates an idempotent producer with acks=all. */
-rd_kafka_t *ctl_producer_new(const struct ctl *ctl, char *err,
-                             size_t errlen);
+/*
+ * Creates an idempotent producer with acks=all that calls on_delivery
+ * for each record's delivery report from rd_kafka_poll().
+ */
+rd_kafka_t *ctl_producer_new(const struct ctl *ctl,
+                             void (*on_delivery)(rd_kafka_t *,
+                                                 const rd_kafka_message_t *,
+                                                 void *),
+                             char *err, size_t errlen);
 
 /*
  * Writes the partition count of topic into *count. Returns -2 when the

@@ -8,6 +8,7 @@
 
 #include "ctl.h"
 #include "ctl_lag.h"
+#include "ctl_replay.h"
 
 struct ctl_command {
     const char *name;
@@ -18,6 +19,8 @@ struct ctl_command {
 static const struct ctl_command ctl_commands[] = {
     { "lag", ctl_lag_main,
       "consumer lag per group, topic and partition" },
+    { "replay", ctl_replay_main,
+      "re-publish the records of a time window, dry run by default" },
 };
 
 static void ctl_on_signal(int sig);

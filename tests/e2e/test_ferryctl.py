@@ -11,8 +11,11 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import corpus
 import ferrystack
@@ -118,6 +121,16 @@ def test_usage_errors_exit_64(stack):
         ["lag", "--bogus"],
         ["lag", "--watch", "soon"],
         ["lag", "--group"],
+        ["replay", "--from", "-1h", "--to", "now"],
+        ["replay", "--topic", "mail.us-east-1.dead", "--from", "-1h"],
+        ["replay", "--topic", "mail.us-east-1.dead", "--from", "now",
+         "--to", "-1h"],
+        ["replay", "--topic", "mail.us-east-1.dead", "--from", "yesterday",
+         "--to", "now"],
+        ["replay", "--topic", "mail.us-east-1.dead", "--from", "-1h",
+         "--to", "now", "--partitions", "0,x"],
+        ["replay", "--topic", "ferry.delivered", "--from", "-1h",
+         "--to", "now", "--execute"],
         ["frobnicate"],
     ]
     for args in cases:
@@ -133,7 +146,7 @@ def test_usage_errors_exit_64(stack):
 
 
 def test_help_of_every_subcommand(stack):
-    for command in ["lag"]:
+    for command in ["lag", "replay"]:
         result = subprocess.run([FERRYCTL, command, "--help"],
                                 capture_output=True, text=True, timeout=30)
         assert result.returncode == 0
@@ -223,3 +236,269 @@ def test_lag_default_groups(stack):
         assert len(groups["ferry-deliver." + region]["members"]) == 1
     # us-west-2 has no topics of its own in the local stack.
     assert not any("us-west-2" in name for name in groups)
+
+
+# F22: replay by time range. Records of our own go to a topic of our own
+# with timestamps T0 .. T0 + 60 s; T0 lies 110 s in the past, so the
+# window [T0 + 120 s, T0 + 180 s] starts in the future and live records
+# produced during a test fall into it.
+
+SOURCE = "ferryctl.test.source"
+TARGET = "ferryctl.test.target"
+LIVE_GROUP = "ferryctl-test-live"
+
+
+def records_of(stack, topic):
+    """Return every record of topic as (partition, offset, timestamp, key,
+    value, headers), read with assign() and no commits."""
+    consumer = Consumer({"bootstrap.servers": bootstrap(stack),
+                         "group.id": "ferryctl-test-reader",
+                         "enable.auto.commit": False})
+    out = []
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        for p in metadata.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, p, low)])
+            while True:
+                record = consumer.poll(10)
+                assert record is not None, "timed out reading " + topic
+                if record.error():
+                    continue
+                out.append((p, record.offset(), record.timestamp()[1],
+                            record.key(), record.value(),
+                            tuple(record.headers() or ())))
+                if record.offset() + 1 >= high:
+                    break
+    finally:
+        consumer.close()
+    return out
+
+
+def expected_window(records, start_ms, end_ms):
+    """Return {partition: [records]} that a correct replay takes: from the
+    first record at or after start_ms, those in the window, up to the
+    first record past end_ms."""
+    out = {}
+    for p in sorted({r[0] for r in records}):
+        taken = []
+        started = False
+        for r in sorted(x for x in records if x[0] == p):
+            if not started and r[2] < start_ms:
+                continue
+            started = True
+            if r[2] > end_ms:
+                break
+            if r[2] >= start_ms:
+                taken.append(r)
+        out[p] = taken
+    return out
+
+
+def replay(stack, *args, timeout=120):
+    result = ferryctl(stack, "replay", "--json", *args, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    summary_json = json.loads(result.stdout)
+    return {p["partition"]: p for p in summary_json["partitions"]}
+
+
+def rfc3339(ms):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + \
+        ".%03dZ" % (ms % 1000)
+
+
+def live_offsets(stack):
+    return {key: value[0] for key, value in
+            kafka_tool_describe(stack, LIVE_GROUP).items()}
+
+
+@pytest.fixture(scope="module")
+def f22(stack):
+    """Create the topics, produce the records, commit a live group."""
+    admin = AdminClient({"bootstrap.servers": bootstrap(stack)})
+    futures = admin.create_topics([NewTopic(SOURCE, num_partitions=3),
+                                   NewTopic(TARGET, num_partitions=3)])
+    for future in futures.values():
+        future.result(timeout=30)
+
+    t0 = int(time.time() * 1000) - 110000
+    plan = []
+    for i in range(0, 61, 2):
+        plan.append((0, t0 + i * 1000))
+        if i == 26:
+            # Out of order: in window (b) but after a record past its end.
+            plan.append((0, t0 + 15000))
+    plan += [(1, t0 + i * 1000) for i in range(1, 61, 2)]
+    plan += [(2, t0 + s * 1000) for s in (1, 5, 30, 45, 60)]
+    producer = Producer({"bootstrap.servers": bootstrap(stack),
+                         "enable.idempotence": True})
+    for n, (partition, ts) in enumerate(plan):
+        producer.produce(SOURCE, key=b"key-%d" % n, value=b"value-%d" % n,
+                         partition=partition, timestamp=ts,
+                         headers=[("ferry-test", b"h-%d" % n)])
+    assert producer.flush(30) == 0
+
+    consumer = Consumer({"bootstrap.servers": bootstrap(stack),
+                         "group.id": LIVE_GROUP,
+                         "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(SOURCE, p, 3 + p)
+                             for p in range(3)], asynchronous=False)
+    consumer.close()
+    return {"t0": t0, "records": records_of(stack, SOURCE),
+            "live_before": live_offsets(stack)}
+
+
+def test_replay_window_past_last_record(stack, f22):
+    """F22 (a): nothing has a timestamp in the window, so the lookup
+    returns END for every partition and nothing is replayed."""
+    t0 = f22["t0"]
+    parts = replay(stack, "--topic", SOURCE, "--from",
+                   rfc3339(t0 + 120000), "--to", rfc3339(t0 + 180000),
+                   "--execute", "--to-topic", TARGET)
+    assert sorted(parts) == [0, 1, 2]
+    for p in parts.values():
+        assert p["in_window"] == 0
+        assert p["replayed"] == 0
+        assert p["start"] == p["end"]
+    assert records_of(stack, TARGET) == []
+
+    table = ferryctl(stack, "replay", "--topic", SOURCE, "--from",
+                     rfc3339(t0 + 120000), "--to", rfc3339(t0 + 180000))
+    assert table.returncode == 0, table.stderr
+    assert "would replay 0 records" in table.stdout
+
+
+def test_replay_window_exact_records(stack, f22):
+    """F22 (b): exactly the records in [T0 + 10 s, T0 + 20 s], each
+    partition stopping at its first record past the end."""
+    t0 = f22["t0"]
+    start, end = t0 + 10000, t0 + 20000
+    expected = expected_window(f22["records"], start, end)
+    assert [len(expected[p]) for p in range(3)] == [6, 5, 0]
+
+    window = ["--topic", SOURCE, "--from", rfc3339(start), "--to",
+              rfc3339(end)]
+    dry = replay(stack, *window)
+    for p in range(3):
+        assert dry[p]["in_window"] == len(expected[p]), p
+        assert dry[p]["replayed"] == 0, p
+    assert records_of(stack, TARGET) == []
+
+    done = replay(stack, *window, "--execute", "--to-topic", TARGET)
+    for p in range(3):
+        assert done[p]["in_window"] == len(expected[p]), p
+        assert done[p]["skipped_delivered"] == 0, p
+        assert done[p]["replayed"] == len(expected[p]), p
+    copies = records_of(stack, TARGET)
+    assert sorted((r[3], r[4], r[5]) for r in copies) == sorted(
+        (r[3], r[4], r[5]) for p in expected for r in expected[p])
+
+    # Only the partitions named.
+    only = replay(stack, *window, "--partitions", "1")
+    assert sorted(only) == [1]
+    assert only[1]["in_window"] == len(expected[1])
+
+
+def test_replay_ignores_live_records(stack, f22):
+    """F22 (c): records produced while replay runs, with timestamps in its
+    window, are not replayed."""
+    t0 = f22["t0"]
+    before = len(records_of(stack, TARGET))
+    process = subprocess.Popen(
+        [FERRYCTL, "replay", "-c", stack.config_path, "--topic", SOURCE,
+         "--from", rfc3339(t0 + 120000), "--to", rfc3339(t0 + 180000),
+         "--execute", "--to-topic", TARGET],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # replay writes its start and end offsets before it reads.
+    starts = 0
+    while starts < 3:
+        line = process.stderr.readline()
+        assert line, "replay ended before it printed its offsets"
+        starts += "reading offsets" in line
+    producer = Producer({"bootstrap.servers": bootstrap(stack),
+                         "enable.idempotence": True})
+    now = int(time.time() * 1000)
+    assert t0 + 120000 <= now <= t0 + 180000, "the test ran too slowly"
+    for i in range(5):
+        producer.produce(SOURCE, key=b"live-%d" % i, value=b"live",
+                         partition=i % 3, timestamp=now)
+    assert producer.flush(30) == 0
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "replayed 0 records" in stdout
+    assert len(records_of(stack, TARGET)) == before
+
+
+def test_replay_leaves_group_offsets(stack, f22):
+    """F22 (d): the live group's committed offsets are unchanged, and
+    replay left no consumer group of its own behind."""
+    assert live_offsets(stack) == f22["live_before"]
+    assert sorted(f22["live_before"]) == [(SOURCE, p) for p in range(3)]
+    result = subprocess.run(
+        ["java", "-cp", os.path.join(KAFKA_LIBS, "*"),
+         "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+         "--bootstrap-server", bootstrap(stack), "--list"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    groups = result.stdout.split()
+    assert LIVE_GROUP in groups
+    assert not [g for g in groups if g.startswith("ferryctl.")]
+
+
+def ses_control(stack, method, path, body=None):
+    request = urllib.request.Request(
+        "http://127.0.0.1:%d%s" % (stack.ses_ports[REGION], path),
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def ledger_entries(stack, envelope_id):
+    return ses_control(stack, "GET",
+                       "/_ferry/ledger?envelope_id=" + envelope_id)
+
+
+def dead_records(stack, envelope_id):
+    return [r for r in records_of(stack, TOPIC + ".dead")
+            if r[3] == envelope_id.encode()]
+
+
+def test_replay_dead_letter_delivered_once(stack):
+    ses_control(stack, "POST", "/_ferry/faults",
+                {"fault": "message_rejected", "count": 1})
+    start_ms = int(time.time() * 1000) - 1000
+    (message,) = send(stack, "deadletter", 1)
+    drain(stack)
+    dead = dead_records(stack, message.envelope_id)
+    assert len(dead) == 1
+    headers = dict(dead[0][5])
+    assert headers["ferry-source-topic"] == TOPIC.encode()
+    assert ledger_entries(stack, message.envelope_id) == []
+
+    # The cause is gone: SES accepts the message now.
+    ses_control(stack, "DELETE", "/_ferry/faults")
+    window = ["--topic", TOPIC + ".dead", "--from", rfc3339(start_ms),
+              "--to", rfc3339(int(time.time() * 1000))]
+    parts = replay(stack, *window, "--execute")
+    assert sum(p["in_window"] for p in parts.values()) == 1
+    assert sum(p["replayed"] for p in parts.values()) == 1
+    drain(stack)
+    deadline = time.monotonic() + 30
+    while not ledger_entries(stack, message.envelope_id):
+        assert time.monotonic() < deadline, "the replayed message never " \
+            "reached SES"
+        time.sleep(0.5)
+    assert len(ledger_entries(stack, message.envelope_id)) == 1
+
+    # A second replay finds it in ferry.delivered and skips it.
+    again = replay(stack, *window, "--execute")
+    assert sum(p["skipped_delivered"] for p in again.values()) == 1
+    assert sum(p["replayed"] for p in again.values()) == 0
+    drain(stack)
+    time.sleep(2)
+    assert len(ledger_entries(stack, message.envelope_id)) == 1
