@@ -347,16 +347,8 @@ lag_collect(rd_kafka_t *rk, struct lag_group *g, char *err, size_t errlen)
             goto out;
         usleep(LAG_RETRY_US);
     }
-    for (int attempt = 1;; attempt++) {
-        enum lag_outcome outcome;
-
-        committed = lag_committed(rk, g->name, &outcome, err, errlen);
-        if (outcome == LAG_OK)
-            break;
-        if (outcome == LAG_FAILED || attempt == LAG_ATTEMPTS)
-            goto out;
-        usleep(LAG_RETRY_US);
-    }
+    if ((committed = ctl_lag_committed(rk, g->name, err, errlen)) == NULL)
+        goto out;
 
     /* The topics in order: the Ferry topic first, then as found. */
     topics = xcalloc(1 + (size_t)committed->cnt + (size_t)assigned->cnt,
@@ -390,6 +382,24 @@ out:
         rd_kafka_topic_partition_list_destroy(committed);
     rd_kafka_topic_partition_list_destroy(assigned);
     return rc;
+}
+
+
+rd_kafka_topic_partition_list_t *
+ctl_lag_committed(rd_kafka_t *rk, const char *group, char *err,
+                  size_t errlen)
+{
+    for (int attempt = 1;; attempt++) {
+        enum lag_outcome                 outcome;
+        rd_kafka_topic_partition_list_t *committed;
+
+        committed = lag_committed(rk, group, &outcome, err, errlen);
+        if (outcome == LAG_OK)
+            return committed;
+        if (outcome == LAG_FAILED || attempt == LAG_ATTEMPTS)
+            return NULL;
+        usleep(LAG_RETRY_US);
+    }
 }
 
 

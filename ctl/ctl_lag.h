@@ -6,6 +6,8 @@
 #ifndef FERRY_CTL_LAG_H
 #define FERRY_CTL_LAG_H
 
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CTL_LAG_NONE (-1001)   /* no committed offset for the partition */
@@ -20,6 +22,15 @@ int64_t ctl_lag_messages(int64_t committed, int64_t low, int64_t end);
 
 /* Returns the offset of the oldest record not yet consumed. */
 int64_t ctl_lag_oldest_offset(int64_t committed, int64_t low);
+
+/*
+ * Returns every committed offset of group (an empty list when it has
+ * none), retrying while the coordinator moves or loads. Returns NULL and
+ * fills err on failure.
+ */
+rd_kafka_topic_partition_list_t *ctl_lag_committed(rd_kafka_t *rk,
+                                                   const char *group,
+                                                   char *err, size_t errlen);
 
 int ctl_lag_main(int argc, char **argv);
 

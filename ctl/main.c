@@ -9,6 +9,7 @@
 #include "ctl.h"
 #include "ctl_lag.h"
 #include "ctl_replay.h"
+#include "ctl_trace.h"
 
 struct ctl_command {
     const char *name;
@@ -21,6 +22,8 @@ static const struct ctl_command ctl_commands[] = {
       "consumer lag per group, topic and partition" },
     { "replay", ctl_replay_main,
       "re-publish the records of a time window, dry run by default" },
+    { "trace", ctl_trace_main,
+      "find a message by envelope id or Message-ID and show its state" },
 };
 
 static void ctl_on_signal(int sig);

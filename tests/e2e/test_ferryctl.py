@@ -131,6 +131,9 @@ def test_usage_errors_exit_64(stack):
          "--to", "now", "--partitions", "0,x"],
         ["replay", "--topic", "ferry.delivered", "--from", "-1h",
          "--to", "now", "--execute"],
+        ["trace"],
+        ["trace", "a", "b"],
+        ["trace", "--since", "last week", "x@example.org"],
         ["frobnicate"],
     ]
     for args in cases:
@@ -146,7 +149,7 @@ def test_usage_errors_exit_64(stack):
 
 
 def test_help_of_every_subcommand(stack):
-    for command in ["lag", "replay"]:
+    for command in ["lag", "replay", "trace"]:
         result = subprocess.run([FERRYCTL, command, "--help"],
                                 capture_output=True, text=True, timeout=30)
         assert result.returncode == 0
@@ -479,6 +482,14 @@ def test_replay_dead_letter_delivered_once(stack):
     headers = dict(dead[0][5])
     assert headers["ferry-source-topic"] == TOPIC.encode()
     assert ledger_entries(stack, message.envelope_id) == []
+    dead_trace = trace(stack, message.envelope_id)
+    assert dead_trace["status"] == "dead-lettered"
+    states = {(l["topic"], l["state"]) for l in dead_trace["locations"]}
+    assert states == {(TOPIC, "consumed"), (TOPIC + ".dead", "dead-lettered")}
+    (dead_location,) = [l for l in dead_trace["locations"]
+                        if l["topic"] == TOPIC + ".dead"]
+    assert dead_location["error_code"] == "MessageRejected"
+    assert dead_location["error_message"]
 
     # The cause is gone: SES accepts the message now.
     ses_control(stack, "DELETE", "/_ferry/faults")
@@ -502,3 +513,73 @@ def test_replay_dead_letter_delivered_once(stack):
     drain(stack)
     time.sleep(2)
     assert len(ledger_entries(stack, message.envelope_id)) == 1
+
+
+def trace(stack, ident, *args):
+    result = ferryctl(stack, "trace", "--json", ident, *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_trace_delivered_message(stack):
+    (message,) = send(stack, "tracedelivered", 1)
+    drain(stack)
+    ledger = []
+    deadline = time.monotonic() + 30
+    while not ledger:
+        assert time.monotonic() < deadline, "the message never reached SES"
+        ledger = ledger_entries(stack, message.envelope_id)
+        time.sleep(0.2)
+
+    by_id = trace(stack, message.envelope_id)
+    assert by_id["status"] == "delivered"
+    assert by_id["envelope_id"] == message.envelope_id
+    (location,) = by_id["locations"]
+    assert location["topic"] == TOPIC
+    assert location["state"] == "delivered"
+    assert location["committed"] > location["offset"]
+    (delivered,) = by_id["delivered"]
+    assert delivered["region"] == REGION
+    assert delivered["ses_message_id"] == ledger[0]["message_id"]
+    assert delivered["source_topic"] == TOPIC
+    assert delivered["source_partition"] == location["partition"]
+    assert delivered["source_offset"] == location["offset"]
+
+    by_message_id = trace(stack, "<tracedelivered-0@%s>" % ORG["domain"])
+    assert by_message_id["envelope_id"] == message.envelope_id
+    assert by_message_id["message_id"] == "tracedelivered-0@" + ORG["domain"]
+    assert by_message_id["status"] == "delivered"
+
+    text = ferryctl(stack, "trace", message.envelope_id)
+    assert text.returncode == 0, text.stderr
+    assert "status: delivered" in text.stdout
+    assert delivered["ses_message_id"] in text.stdout
+
+
+def test_trace_waiting_message(stack):
+    stack.stop_process("deliver-" + REGION)
+    try:
+        (message,) = send(stack, "tracewaiting", 1)
+        waiting = trace(stack, message.envelope_id)
+        assert waiting["status"] == "waiting"
+        (location,) = waiting["locations"]
+        assert location["state"] == "waiting"
+        assert location["group"] == GROUP
+        assert location["committed"] is None or \
+            location["committed"] <= location["offset"]
+        assert waiting["delivered"] == []
+    finally:
+        stack.start_deliver(REGION)
+    drain(stack)
+    deadline = time.monotonic() + 30
+    while trace(stack, message.envelope_id)["status"] != "delivered":
+        assert time.monotonic() < deadline, "never delivered after restart"
+        time.sleep(0.5)
+
+
+def test_trace_not_found(stack):
+    result = ferryctl(stack, "trace", "01ZZZZZZZZZZZZZZZZZZZZZZZZ")
+    assert result.returncode == 2
+    assert "not found" in result.stderr
+    result = ferryctl(stack, "trace", "--since", "-1m", "<no-such@example>")
+    assert result.returncode == 2
