@@ -34,6 +34,13 @@
 #define DELIVER_FLUSH_MS 10000
 
 /*
+ * Envelope ids delivered by this process that are remembered, so that a
+ * record consumed again after a lost offset commit is not sent again.
+ * dedup.h gives the memory this costs: about 5 MB for 100000 ids.
+ */
+#define DELIVER_DEDUP_MAX 100000
+
+/*
  * Consumer settings a deployment may override in kafka.properties.
  * librdkafka 2.0.2's defaults are 45 s and 300 s: a shorter session lets
  * a dead worker's partitions move sooner, and the poll interval stays far
@@ -145,6 +152,7 @@ deliver_new(const struct config *cfg, const char *region,
     snprintf(d->region, sizeof(d->region), "%s", region);
     snprintf(d->dead_topic, sizeof(d->dead_topic), "mail.%s.dead", region);
     reg = config_region(cfg, d->region);
+    d->delivered_ids = dedup_new(DELIVER_DEDUP_MAX);
     srandom((unsigned)(util_now_ms() ^ getpid()));
 
     if (pipe2(d->wake, O_NONBLOCK | O_CLOEXEC) == -1) {
@@ -1125,6 +1133,7 @@ deliver_free(struct deliver *d)
         outbound_free(ob);
     }
     ses_client_free(d->ses);
+    dedup_free(d->delivered_ids);
     if (d->wake[0] != -1)
         close(d->wake[0]);
     if (d->wake[1] != -1)

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dedup.h"
 #include "outbound.h"
 #include "ses.h"
 #include "window.h"
@@ -58,6 +59,8 @@ struct deliver {
     struct deliver_source  sources[2];
     rd_kafka_t            *producer;
     struct ses_client     *ses;
+    struct dedup          *delivered_ids;   /* SES accepted them from
+                                               this process */
     int                    wake[2];         /* pipe librdkafka writes to */
     size_t                 in_progress;     /* messages not yet done */
     int                    flow_paused;     /* in_progress reached its

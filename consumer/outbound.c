@@ -40,6 +40,9 @@ static void outbound_produce_failed(struct outbound *ob, const char *topic,
                                     const char *why);
 static void outbound_settle(struct outbound *ob);
 static void outbound_finish(struct outbound *ob);
+static void outbound_complete(struct outbound *ob);
+static void outbound_ready(struct outbound *ob);
+static int outbound_skip_delivered(struct outbound *ob);
 static void outbound_backoff(struct outbound *ob,
                              const struct ses_outcome *outcome);
 static const char *outbound_topic(const struct outbound *ob);
@@ -173,7 +176,7 @@ outbound_consume(struct deliver_partition *part,
         outbound_add_chunk(open, env);
         if (open->nrecords == open->env->chunk_count &&
             outbound_check_message(open) == 0)
-            open->state = OUTBOUND_READY;
+            outbound_ready(open);
         outbound_abandon_chunks(part, msg);
         return;
     }
@@ -202,7 +205,7 @@ outbound_consume(struct deliver_partition *part,
                  "chunks before it", env->chunk_index, env->chunk_count);
         outbound_dead_letter(ob, "IncompleteChunks", reason);
     } else if (env->chunk_count == 1 && outbound_check_message(ob) == 0) {
-        ob->state = OUTBOUND_READY;
+        outbound_ready(ob);
     }
     outbound_abandon_chunks(part, msg);
 }
@@ -296,6 +299,9 @@ outbound_send(struct outbound *ob)
     char             err[256];
     char             reason[320];
 
+    /* Delivered by this process after the message became ready. */
+    if (outbound_skip_delivered(ob))
+        return;
     if (ses_email_fits(env->message_len) == -1) {
         snprintf(reason, sizeof(reason), "message of %zu bytes is larger "
                  "than SES's limit of %d bytes after base64",
@@ -322,8 +328,13 @@ outbound_on_ses(void *opaque, const struct ses_outcome *outcome)
     char             quoted[600];
 
     ob->pending--;
+    if (outcome->result == SES_OK)
+        dedup_add(d->delivered_ids, ob->env->id, outcome->message_id);
     if (ob->part == NULL) {
-        /* Revoked while in flight: the new owner sends it again. */
+        /*
+         * Revoked while in flight: the new owner sends it again, unless
+         * that is this process, which then writes only ferry.delivered.
+         */
         if (outcome->result == SES_OK)
             log_warn(outbound_id(ob), "delivered-after-revoke",
                      "region=%s ses_message_id=%s", d->region,
@@ -505,6 +516,8 @@ outbound_on_produced(struct outbound_record *rec, rd_kafka_resp_err_t err)
     struct outbound *ob = rec->ob;
 
     ob->pending--;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && ob->state == OUTBOUND_RECORDING)
+        dedup_mark_recorded(ob->d->delivered_ids, ob->env->id);
     if (ob->part == NULL) {
         outbound_drop(ob);
         return;
@@ -578,6 +591,10 @@ outbound_finish(struct outbound *ob)
     struct deliver_partition *part = ob->part;
     char                      quoted[600];
 
+    /*
+     * attempts=0: SES accepted the message from this process earlier, and
+     * only its record was written now (see outbound_skip_delivered).
+     */
     if (ob->state == OUTBOUND_RECORDING) {
         log_info(outbound_id(ob), "delivered", "region=%s "
                  "ses_message_id=%s topic=%s partition=%d offset=%lld "
@@ -593,6 +610,15 @@ outbound_finish(struct outbound *ob)
                  (long long)ob->records[0].offset, ob->nrecords,
                  ob->d->dead_topic);
     }
+    outbound_complete(ob);
+}
+
+
+/* Marks the offsets of ob done and frees it. */
+static void
+outbound_complete(struct outbound *ob)
+{
+    struct deliver_partition *part = ob->part;
 
     ob->state = OUTBOUND_DONE;
     window_mark_done(&part->window, ob->records[0].offset,
@@ -600,6 +626,45 @@ outbound_finish(struct outbound *ob)
     outbound_unlink(ob);
     ob->d->in_progress--;
     outbound_free(ob);
+}
+
+
+/* Makes a whole, checked message wait for SES, unless it was delivered. */
+static void
+outbound_ready(struct outbound *ob)
+{
+    if (!outbound_skip_delivered(ob))
+        ob->state = OUTBOUND_READY;
+}
+
+
+/*
+ * Finishes ob without a send when this process delivered its envelope
+ * before, which happens when a rebalance hands a partition back after an
+ * offset commit was lost. When the ferry.delivered record of that
+ * delivery was never acknowledged, only the record is written again.
+ * Returns 1 when ob was taken over, and ob may then be freed.
+ */
+static int
+outbound_skip_delivered(struct outbound *ob)
+{
+    const struct dedup_entry *e = dedup_find(ob->d->delivered_ids,
+                                             ob->env->id);
+
+    if (e == NULL)
+        return 0;
+    log_info(outbound_id(ob), "skipped-delivered", "region=%s topic=%s "
+             "partition=%d offset=%lld recorded=%s", ob->d->region,
+             outbound_topic(ob), (int)outbound_partition(ob),
+             (long long)ob->records[0].offset, e->recorded ? "yes" : "no");
+    if (e->recorded) {
+        outbound_complete(ob);
+        return 1;
+    }
+    snprintf(ob->ses_message_id, sizeof(ob->ses_message_id), "%s",
+             e->ses_message_id);
+    outbound_record_delivery(ob);
+    return 1;
 }
 
 

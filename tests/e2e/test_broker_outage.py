@@ -81,5 +81,9 @@ def test_broker_outage(outage_stack):
     delivered = collections.Counter(
         e["envelope_id"]
         for e in summary.read_ledger(stack.ses_dir("us-east-1")))
-    for m in accepted:
-        assert delivered[m.envelope_id] == 1, (m.name, m.envelope_id)
+    missing = [(m.name, m.envelope_id) for m in accepted
+               if delivered[m.envelope_id] == 0]
+    assert missing == [], "accepted but never delivered: %s" % missing
+    repeated = {envelope_id: count
+                for envelope_id, count in delivered.items() if count > 1}
+    assert repeated == {}, "delivered more than once: %s" % repeated
