@@ -82,6 +82,30 @@ static const struct config_key config_ingress_keys[] = {
         600000, NULL),
     KEY("durability", CONFIG_ENUM, ingress_durability, "strict", 0, 0,
         config_durability_names),
+    KEY("durability_check_interval_seconds", CONFIG_INT,
+        ingress_durability_check_interval, "60", 0, 86400, NULL),
+
+    /*
+     * Server timeouts of RFC 5321 section 4.5.3.2: 5 minutes for a
+     * command (the greeting's reply included), 2 minutes from the 354
+     * reply to the first octet of text, 3 minutes between reads of text,
+     * 10 minutes for the reply to the final dot.
+     */
+    KEY("command_timeout_seconds", CONFIG_INT, ingress_command_timeout,
+        "300", 1, 3600, NULL),
+    KEY("data_initiation_timeout_seconds", CONFIG_INT,
+        ingress_data_initiation_timeout, "120", 1, 3600, NULL),
+    KEY("data_block_timeout_seconds", CONFIG_INT, ingress_data_block_timeout,
+        "180", 1, 3600, NULL),
+    KEY("data_termination_timeout_seconds", CONFIG_INT,
+        ingress_data_termination_timeout, "600", 1, 3600, NULL),
+    KEY("max_connections", CONFIG_INT, ingress_max_connections, "500", 1,
+        100000, NULL),
+    KEY("max_connections_per_client", CONFIG_INT,
+        ingress_max_connections_per_client, "50", 1, 100000, NULL),
+    KEY("max_commands", CONFIG_INT, ingress_max_commands, "10000", 10,
+        10000000, NULL),
+    KEY("max_errors", CONFIG_INT, ingress_max_errors, "20", 1, 10000, NULL),
 };
 
 static const struct config_key config_deliver_keys[] = {
@@ -394,7 +418,11 @@ config_read_ingress(struct config_reader *r, struct config *cfg,
     static const char *const known[] = {
         "listen", "hostname", "tls_certificate", "tls_key", "regions",
         "max_message_size", "chunk_size",
-        "max_recipients", "ack_timeout_ms", "durability", NULL
+        "max_recipients", "ack_timeout_ms", "durability",
+        "durability_check_interval_seconds", "command_timeout_seconds",
+        "data_initiation_timeout_seconds", "data_block_timeout_seconds",
+        "data_termination_timeout_seconds", "max_connections",
+        "max_connections_per_client", "max_commands", "max_errors", NULL
     };
     yaml_node_pair_t *pair;
 
@@ -648,6 +676,17 @@ config_check(struct config_reader *r, struct config *cfg)
         (cfg->ingress_tls_key[0] == '\0'))
         return config_fail(r, NULL, "keys 'ingress.tls_certificate' and "
                            "'ingress.tls_key' must be set together");
+    if (cfg->ingress_ack_timeout_ms >=
+        cfg->ingress_data_termination_timeout * 1000)
+        return config_fail(r, NULL, "key 'ingress.ack_timeout_ms' must be "
+                           "below 'ingress.data_termination_timeout_seconds' "
+                           "(%lld s), so the final-dot reply comes before "
+                           "the client gives up",
+                           (long long)cfg->ingress_data_termination_timeout);
+    if (cfg->ingress_max_connections_per_client >
+        cfg->ingress_max_connections)
+        return config_fail(r, NULL, "key 'ingress.max_connections_per_client'"
+                           " is larger than 'ingress.max_connections'");
     if (cfg->deliver_retry_max_ms < cfg->deliver_retry_initial_ms)
         return config_fail(r, NULL, "key 'deliver.retry_max_ms' is smaller "
                            "than 'deliver.retry_initial_ms'");

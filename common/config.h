@@ -70,6 +70,15 @@ struct config {
     int64_t                ingress_max_recipients;
     int64_t                ingress_ack_timeout_ms;
     enum durability_mode   ingress_durability;
+    int64_t                ingress_durability_check_interval; /* s, 0 off */
+    int64_t                ingress_command_timeout;           /* seconds */
+    int64_t                ingress_data_initiation_timeout;   /* seconds */
+    int64_t                ingress_data_block_timeout;        /* seconds */
+    int64_t                ingress_data_termination_timeout;  /* seconds */
+    int64_t                ingress_max_connections;
+    int64_t                ingress_max_connections_per_client;
+    int64_t                ingress_max_commands;     /* per session */
+    int64_t                ingress_max_errors;       /* per session */
 
     char                  *deliver_region;          /* may be NULL */
     int64_t                deliver_max_in_flight;

@@ -1,14 +1,18 @@
 #include "ingress_durability.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ingress_kafka.h"
 #include "kafka.h"
+#include "log.h"
 #include "util.h"
 
 struct ingress_durability_report {
@@ -249,4 +253,153 @@ out:
     free(present);
     *record_max = report.record_max;
     return report.problems == 0 ? 0 : -1;
+}
+
+
+struct ingress_durability_monitor {
+    const struct config         *cfg;
+    int                          timeout_ms;
+    ingress_durability_check_fn  check;
+    pthread_t                    thread;
+    pthread_mutex_t              lock;
+    pthread_cond_t               wake;
+    bool                         stopping;      /* under lock */
+    bool                         failing;       /* last run failed */
+    atomic_bool                  safe;
+    atomic_uint_fast64_t         runs;
+};
+
+
+/* Runs the check once and logs when its outcome changed. */
+static void
+ingress_durability_monitor_run(struct ingress_durability_monitor *m)
+{
+    char    err[2048];
+    char    quoted[2200];
+    int64_t topic_max = -1;
+    int64_t record_max = ingress_kafka_record_max(m->cfg);
+    bool    strict = m->cfg->ingress_durability == DURABILITY_STRICT;
+    int     rc;
+
+    rc = m->check(m->cfg, m->timeout_ms, &topic_max, err, sizeof(err));
+    if (rc == 0 && topic_max >= 0 && topic_max < record_max) {
+        snprintf(err, sizeof(err), "max.message.bytes %lld of a mail topic "
+                 "is below the largest record, %lld bytes",
+                 (long long)topic_max, (long long)record_max);
+        rc = -1;
+    }
+
+    if (rc == 0) {
+        if (m->failing)
+            log_info(NULL, "durability-restored", "check=periodic mode=%s "
+                     "action=%s",
+                     strict ? "strict" : "relaxed",
+                     strict ? "accept-sessions" : "none");
+        m->failing = false;
+        atomic_store(&m->safe, true);
+        atomic_fetch_add(&m->runs, 1);
+        return;
+    }
+
+    /* One line per change, not per run, so a long outage logs once. */
+    if (!m->failing) {
+        log_quote(quoted, sizeof(quoted), err);
+        if (strict)
+            log_error(NULL, "durability-failed", "check=periodic problems=%s "
+                      "action=refuse-sessions reply=\"421 4.3.0\"", quoted);
+        else
+            log_warn(NULL, "durability-weak", "check=periodic problems=%s "
+                     "action=continue reason=\"ingress.durability is "
+                     "relaxed\"", quoted);
+    }
+    m->failing = true;
+    atomic_store(&m->safe, !strict);
+    atomic_fetch_add(&m->runs, 1);
+}
+
+
+static void *
+ingress_durability_monitor_main(void *arg)
+{
+    struct ingress_durability_monitor *m = arg;
+    struct timespec                    until;
+    bool                               stopping;
+
+    for (;;) {
+        pthread_mutex_lock(&m->lock);
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += m->cfg->ingress_durability_check_interval;
+        while (!m->stopping &&
+               pthread_cond_timedwait(&m->wake, &m->lock, &until) == 0)
+            continue;
+        stopping = m->stopping;
+        pthread_mutex_unlock(&m->lock);
+        if (stopping)
+            return NULL;
+        ingress_durability_monitor_run(m);
+    }
+}
+
+
+struct ingress_durability_monitor *
+ingress_durability_monitor_start(const struct config *cfg, int timeout_ms,
+                                 ingress_durability_check_fn check)
+{
+    struct ingress_durability_monitor *m;
+    pthread_condattr_t                 attr;
+
+    if (cfg->ingress_durability_check_interval == 0)
+        return NULL;
+
+    m = xcalloc(1, sizeof(*m));
+    m->cfg = cfg;
+    m->timeout_ms = timeout_ms;
+    m->check = check;
+    atomic_init(&m->safe, true);
+    atomic_init(&m->runs, 0);
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->wake, &attr);
+    pthread_condattr_destroy(&attr);
+
+    if (pthread_create(&m->thread, NULL, ingress_durability_monitor_main,
+                       m) != 0) {
+        pthread_cond_destroy(&m->wake);
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+
+void
+ingress_durability_monitor_stop(struct ingress_durability_monitor *m)
+{
+    if (m == NULL)
+        return;
+
+    pthread_mutex_lock(&m->lock);
+    m->stopping = true;
+    pthread_cond_signal(&m->wake);
+    pthread_mutex_unlock(&m->lock);
+    pthread_join(m->thread, NULL);
+    pthread_cond_destroy(&m->wake);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+
+bool
+ingress_durability_monitor_safe(const struct ingress_durability_monitor *m)
+{
+    return m == NULL || atomic_load(&m->safe);
+}
+
+
+uint64_t
+ingress_durability_monitor_runs(const struct ingress_durability_monitor *m)
+{
+    return m == NULL ? 0 : atomic_load(&m->runs);
 }

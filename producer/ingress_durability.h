@@ -12,6 +12,7 @@
 #ifndef FERRY_INGRESS_DURABILITY_H
 #define FERRY_INGRESS_DURABILITY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,5 +31,41 @@
 int ingress_durability_check(const struct config *cfg, int timeout_ms,
                              int64_t *record_max, char *err,
                              size_t errlen);
+
+/* The check's signature, so tests can replace it. */
+typedef int (*ingress_durability_check_fn)(const struct config *cfg,
+                                           int timeout_ms,
+                                           int64_t *record_max, char *err,
+                                           size_t errlen);
+
+struct ingress_durability_monitor;
+
+/*
+ * Starts a thread that repeats check every ingress.durability_check_interval
+ * seconds, so the event loop never blocks on the brokers. A run fails when
+ * the check finds a problem or the smallest max.message.bytes is below
+ * ingress_kafka_record_max(). Every change between passing and failing is
+ * logged; with ingress.durability strict a failing run makes
+ * ingress_durability_monitor_safe() return false until a run passes, and
+ * with relaxed it is only logged. Returns NULL, and starts nothing, when
+ * the interval is 0 or the thread cannot be created.
+ */
+struct ingress_durability_monitor *
+ingress_durability_monitor_start(const struct config *cfg, int timeout_ms,
+                                 ingress_durability_check_fn check);
+
+/* Stops and joins the thread, waiting for a check in progress. */
+void ingress_durability_monitor_stop(struct ingress_durability_monitor *m);
+
+/*
+ * Returns false while the latest check failed in strict mode. Safe to
+ * call from any thread; NULL means no monitor, which counts as safe.
+ */
+bool ingress_durability_monitor_safe(
+    const struct ingress_durability_monitor *m);
+
+/* Returns how many checks have completed, each after its verdict is set. */
+uint64_t ingress_durability_monitor_runs(
+    const struct ingress_durability_monitor *m);
 
 #endif

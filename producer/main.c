@@ -53,6 +53,7 @@ main(int argc, char **argv)
     struct ingress_kafka *ik = NULL;
     struct smtp_server   *srv = NULL;
     struct smtp_tls      *tls = NULL;
+    struct ingress_durability_monitor *durability = NULL;
     struct event         *signals[3] = { NULL, NULL, NULL };
     enum log_level        level = LOG_LEVEL_INFO;
     char                  err[1024];
@@ -104,6 +105,18 @@ main(int argc, char **argv)
         goto out;
     }
 
+    /* The durability check again every interval, off the event loop. */
+    if (cfg->ingress_durability_check_interval > 0) {
+        durability = ingress_durability_monitor_start(
+            cfg, MAIN_DURABILITY_MS, ingress_durability_check);
+        if (durability == NULL) {
+            log_error(NULL, "startup-failed", "error=\"cannot start the "
+                      "durability check thread\"");
+            goto out;
+        }
+        smtp_server_set_durability(srv, durability);
+    }
+
     /* Signals. */
     if (main_add_signals(base, srv, tls, signals) == -1) {
         log_error(NULL, "startup-failed", "error=\"cannot register signal "
@@ -112,8 +125,11 @@ main(int argc, char **argv)
     }
 
     /* Loop, until a drain has closed every connection. */
-    log_info(NULL, "started", "listen=%s hostname=%s config=%s",
-             cfg->ingress_listen, cfg->ingress_hostname, cfg->path);
+    log_info(NULL, "started", "listen=%s hostname=%s config=%s "
+             "max_connections=%lld durability_check_interval_s=%lld",
+             cfg->ingress_listen, cfg->ingress_hostname, cfg->path,
+             (long long)cfg->ingress_max_connections,
+             (long long)cfg->ingress_durability_check_interval);
     event_base_dispatch(base);
 
     /* Drain: records still in flight get their reports logged. */
@@ -128,6 +144,7 @@ out:
         if (signals[i] != NULL)
             event_free(signals[i]);
     smtp_server_free(srv);
+    ingress_durability_monitor_stop(durability);
     smtp_tls_free(tls);
     ingress_kafka_free(ik);
     if (base != NULL)
@@ -186,8 +203,9 @@ main_check_config(const struct config *cfg, char *err, size_t errlen)
 
 
 /*
- * Runs the durability check of the topics. With ingress.durability strict
- * a failed check stops the start. With relaxed it is a warning, as a
+ * Runs the durability check of the topics once at start; the monitor
+ * repeats it while running. With ingress.durability strict a failed
+ * check stops the start. With relaxed it is a warning, as a
  * single test broker cannot pass it. A topic whose max.message.bytes is
  * below the largest record stops the start in either mode, because every
  * message needing such a record would get 451 and be retried forever.
@@ -201,7 +219,6 @@ main_check_durability(const struct config *cfg)
     int64_t record_max = ingress_kafka_record_max(cfg);
     int     rc;
 
-    /* TODO: repeat the check periodically, and reply 421 while it fails. */
     rc = ingress_durability_check(cfg, MAIN_DURABILITY_MS, &topic_max, err,
                                   sizeof(err));
     if (topic_max >= 0 && topic_max < record_max) {

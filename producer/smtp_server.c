@@ -21,10 +21,10 @@
 #include "util.h"
 
 /*
- * Idle time before a client is disconnected. RFC 5321 section 4.5.3.2
- * recommends that servers wait at least 5 minutes for a command.
+ * Time a refused client has to read its 421 reply. It is short because
+ * refused connections are not counted against the connection limits.
  */
-#define SMTP_SERVER_IDLE_SECONDS     300
+#define SMTP_SERVER_REFUSED_SECONDS  10
 
 /* Unread input kept per client. Reading pauses above it. */
 #define SMTP_SERVER_INPUT_MAX        (256 * 1024)
@@ -46,6 +46,7 @@ struct smtp_conn {
     struct smtp_server           *srv;
     struct bufferevent           *bev;
     struct smtp_session          *s;
+    struct sockaddr_storage       client;
     struct ingress_kafka_pending *pending;      /* not owned */
     struct event                 *ack_timer;
     struct event                 *resume;       /* feeds input after a wait */
@@ -53,6 +54,8 @@ struct smtp_conn {
     bool                          eof;          /* the client sent FIN */
     bool                          closing;      /* free once flushed */
     bool                          tls;          /* handshake started */
+    bool                          refused;      /* got 421, not counted */
+    int                           wait;         /* enum smtp_wait, or -1 */
 };
 
 TAILQ_HEAD(smtp_conn_list, smtp_conn);
@@ -65,8 +68,10 @@ struct smtp_server {
     struct evconnlistener *listener;
     struct event          *accept_timer;
     struct event          *drain_timer;
+    const struct ingress_durability_monitor *durability;
     struct smtp_conn_list  conns;
     size_t                 nconns;
+    size_t                 nadmitted;   /* conns not refused */
     bool                   draining;
     bool                   grace_over;
 };
@@ -96,6 +101,12 @@ static void smtp_server_on_drain_timer(evutil_socket_t fd, short what,
                                        void *arg);
 static void smtp_server_process(struct smtp_conn *c);
 static void smtp_server_setup_bev(struct smtp_conn *c);
+static void smtp_server_set_timeouts(struct smtp_conn *c);
+static bool smtp_server_same_client(const struct sockaddr_storage *a,
+                                    const struct sockaddr *b);
+static int smtp_server_admit(struct smtp_server *srv,
+                             const struct sockaddr *sa,
+                             enum smtp_refusal *why);
 static void smtp_server_start_tls(struct smtp_conn *c);
 static void smtp_server_tls_done(struct smtp_conn *c);
 static bool smtp_server_flushed(struct smtp_conn *c);
@@ -221,6 +232,74 @@ smtp_server_connections(const struct smtp_server *srv)
 }
 
 
+void
+smtp_server_set_durability(struct smtp_server *srv,
+                           const struct ingress_durability_monitor *m)
+{
+    srv->durability = m;
+}
+
+
+/* Compares the IP addresses of two clients, ignoring the ports. */
+static bool
+smtp_server_same_client(const struct sockaddr_storage *a,
+                        const struct sockaddr *b)
+{
+    if (a->ss_family != b->sa_family)
+        return false;
+    if (b->sa_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)(const void *)a)
+                           ->sin_addr,
+                      &((const struct sockaddr_in *)(const void *)b)
+                           ->sin_addr,
+                      sizeof(struct in_addr)) == 0;
+    if (b->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)(const void *)a)
+                           ->sin6_addr,
+                      &((const struct sockaddr_in6 *)(const void *)b)
+                           ->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
+
+/*
+ * Decides whether a new client gets a session: returns -1 and sets *why
+ * when a connection limit is reached or the topics are not durable.
+ */
+static int
+smtp_server_admit(struct smtp_server *srv, const struct sockaddr *sa,
+                  enum smtp_refusal *why)
+{
+    const struct config *cfg = srv->cfg;
+    struct smtp_conn    *c;
+    int64_t              same = 0;
+
+    if (!ingress_durability_monitor_safe(srv->durability)) {
+        *why = SMTP_REFUSE_NOT_DURABLE;
+        return -1;
+    }
+    if ((int64_t)srv->nadmitted >= cfg->ingress_max_connections) {
+        *why = SMTP_REFUSE_SERVER_FULL;
+        return -1;
+    }
+
+    /*
+     * A linear scan, bounded by ingress.max_connections, costs less than
+     * the accept() before it at the default limit.
+     */
+    TAILQ_FOREACH(c, &srv->conns, entry) {
+        if (!c->refused && smtp_server_same_client(&c->client, sa))
+            same++;
+    }
+    if (same >= cfg->ingress_max_connections_per_client) {
+        *why = SMTP_REFUSE_CLIENT_FULL;
+        return -1;
+    }
+    return 0;
+}
+
+
 static void
 smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg)
@@ -228,9 +307,14 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     struct smtp_server *srv = arg;
     struct smtp_conn   *c;
     int                 nodelay = 1;
+    enum smtp_refusal   why = SMTP_REFUSE_SERVER_FULL;
 
     c = xcalloc(1, sizeof(*c));
     c->srv = srv;
+    c->wait = -1;
+    c->refused = smtp_server_admit(srv, sa, &why) == -1;
+    if ((size_t)salen <= sizeof(c->client))
+        memcpy(&c->client, sa, (size_t)salen);
     c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->ack_timer = evtimer_new(srv->base, smtp_server_on_ack_timeout, c);
     c->resume = event_new(srv->base, -1, 0, smtp_server_on_resume, c);
@@ -255,26 +339,75 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     c->s = smtp_session_new(srv->cfg, sa, &smtp_server_ops, c);
     TAILQ_INSERT_TAIL(&srv->conns, c, entry);
     srv->nconns++;
+    if (!c->refused)
+        srv->nadmitted++;
 
     smtp_server_setup_bev(c);
 
     log_info(NULL, "connect", "session=%s client=%s", smtp_session_id(c->s),
              smtp_session_client(c->s));
+    if (c->refused) {
+        smtp_session_refuse(c->s, why);
+        smtp_server_close(c, smtp_session_close_reason(c->s));
+        return;
+    }
     smtp_session_start(c->s);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 
-/* Sets the callbacks, read limit and idle timeouts of c->bev. */
+/* Sets the callbacks, read limit and timeouts of c->bev. */
 static void
 smtp_server_setup_bev(struct smtp_conn *c)
 {
-    struct timeval idle = { SMTP_SERVER_IDLE_SECONDS, 0 };
-
     bufferevent_setcb(c->bev, smtp_server_on_read, smtp_server_on_write,
                       smtp_server_on_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_SERVER_INPUT_MAX);
-    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    c->wait = -1;
+    smtp_server_set_timeouts(c);
+}
+
+
+/*
+ * Applies the timeout of what the session waits for (RFC 5321 section
+ * 4.5.3.2). libevent restarts the read timeout at every read, so a
+ * timeout bounds the silence between reads, not a whole phase. The write
+ * timeout is the command timeout: a client that stops reading its
+ * replies is cut off after it.
+ */
+static void
+smtp_server_set_timeouts(struct smtp_conn *c)
+{
+    const struct config *cfg = c->srv->cfg;
+    enum smtp_wait       wait = smtp_session_wait(c->s);
+    struct timeval       rd = { 0, 0 };
+    struct timeval       wr = { cfg->ingress_command_timeout, 0 };
+
+    if (c->refused) {
+        rd.tv_sec = wr.tv_sec = SMTP_SERVER_REFUSED_SECONDS;
+        bufferevent_set_timeouts(c->bev, &rd, &wr);
+        return;
+    }
+    if ((int)wait == c->wait)
+        return;
+    c->wait = (int)wait;
+
+    switch (wait) {
+    case SMTP_WAIT_COMMAND:
+        rd.tv_sec = cfg->ingress_command_timeout;
+        break;
+    case SMTP_WAIT_DATA_INITIATION:
+        rd.tv_sec = cfg->ingress_data_initiation_timeout;
+        break;
+    case SMTP_WAIT_DATA_BLOCK:
+        rd.tv_sec = cfg->ingress_data_block_timeout;
+        break;
+    case SMTP_WAIT_DATA_TERMINATION:
+        /* The ack timer ends this wait first; this is a safety net. */
+        rd.tv_sec = cfg->ingress_data_termination_timeout;
+        break;
+    }
+    bufferevent_set_timeouts(c->bev, &rd, &wr);
 }
 
 
@@ -641,6 +774,8 @@ smtp_server_process(struct smtp_conn *c)
     else if (c->eof && smtp_session_state(c->s) != SMTP_STATE_PRODUCING &&
              evbuffer_get_length(in) == 0)
         smtp_server_close(c, "client-closed");
+    else
+        smtp_server_set_timeouts(c);
 }
 
 
@@ -675,6 +810,8 @@ smtp_server_free_conn(struct smtp_conn *c, const char *reason)
     smtp_session_free(c->s);
     TAILQ_REMOVE(&srv->conns, c, entry);
     srv->nconns--;
+    if (!c->refused)
+        srv->nadmitted--;
     free(c);
 
     if (srv->draining)

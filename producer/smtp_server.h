@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "ingress_durability.h"
 #include "ingress_kafka.h"
 #include "smtp_tls.h"
 
@@ -45,5 +46,12 @@ void smtp_server_free(struct smtp_server *srv);
 void smtp_server_drain(struct smtp_server *srv, int grace_ms);
 
 size_t smtp_server_connections(const struct smtp_server *srv);
+
+/*
+ * Makes new clients get 421 4.3.0 while monitor reports the topics
+ * unsafe. monitor, which may be NULL, must outlive the server.
+ */
+void smtp_server_set_durability(struct smtp_server *srv,
+                                const struct ingress_durability_monitor *m);
 
 #endif

@@ -34,9 +34,6 @@
  */
 #define SMTP_SESSION_TRACE_MAX 4096
 
-/* 5xx replies after which a client is disconnected as misbehaving. */
-#define SMTP_ERRORS_MAX 20
-
 #define SMTP_SENDER_REJECTED \
     "550 5.7.1 sender domain not allowed to relay through this server"
 
@@ -67,7 +64,8 @@ struct smtp_session {
     size_t                         line_len;
     bool                           line_too_long;
 
-    unsigned                       errors;
+    int64_t                        errors;      /* 5xx replies sent */
+    int64_t                        commands;    /* command lines read */
     bool                           draining;
     const char                    *close_reason;
     struct smtp_transaction        tx;
@@ -224,6 +222,31 @@ smtp_session_start(struct smtp_session *s)
 {
     smtp_session_set_state(s, SMTP_STATE_GREETED);
     smtp_session_send(s, "220 %s ESMTP Ferry", s->cfg->ingress_hostname);
+}
+
+
+void
+smtp_session_refuse(struct smtp_session *s, enum smtp_refusal why)
+{
+    const char *host = s->cfg->ingress_hostname;
+
+    switch (why) {
+    case SMTP_REFUSE_SERVER_FULL:
+        smtp_session_close(s, "too-many-connections",
+                           "421 4.7.0 %s too many connections, try again "
+                           "later", host);
+        break;
+    case SMTP_REFUSE_CLIENT_FULL:
+        smtp_session_close(s, "too-many-connections-from-client",
+                           "421 4.7.0 %s too many connections from %s, try "
+                           "again later", host, s->client_text);
+        break;
+    case SMTP_REFUSE_NOT_DURABLE:
+        smtp_session_close(s, "not-durable",
+                           "421 4.3.0 %s queue cannot store mail safely "
+                           "now, try again later", host);
+        break;
+    }
 }
 
 
@@ -392,6 +415,16 @@ smtp_session_handle_line(struct smtp_session *s)
     char   *args;
     size_t  i;
 
+    /*
+     * The command after the last one allowed gets 421, so a message begun
+     * within the limit is always finished.
+     */
+    if (++s->commands > s->cfg->ingress_max_commands) {
+        smtp_session_close(s, "too-many-commands",
+                           "421 4.7.0 %s too many commands, closing "
+                           "connection", s->cfg->ingress_hostname);
+        return;
+    }
     if (s->line_too_long) {
         smtp_session_reject(s, "line-too-long", "500 5.5.2 line too long");
         goto out;
@@ -432,7 +465,9 @@ smtp_session_handle_line(struct smtp_session *s)
         smtp_commands[i].handler(s, args);
 
 out:
-    if (s->errors >= SMTP_ERRORS_MAX && s->state != SMTP_STATE_CLOSED)
+    if (s->state == SMTP_STATE_CLOSED)
+        return;
+    if (s->errors >= s->cfg->ingress_max_errors)
         smtp_session_close(s, "too-many-errors",
                            "421 4.7.0 %s too many errors, closing connection",
                            s->cfg->ingress_hostname);
@@ -1240,6 +1275,23 @@ const char *
 smtp_session_state_name(enum smtp_state state)
 {
     return smtp_state_names[state];
+}
+
+
+enum smtp_wait
+smtp_session_wait(const struct smtp_session *s)
+{
+    switch (s->state) {
+    case SMTP_STATE_DATA:
+        return s->tx.data.size == 0 &&
+                       s->tx.data.state == SMTP_DATA_LINE_START
+                   ? SMTP_WAIT_DATA_INITIATION
+                   : SMTP_WAIT_DATA_BLOCK;
+    case SMTP_STATE_PRODUCING:
+        return SMTP_WAIT_DATA_TERMINATION;
+    default:
+        return SMTP_WAIT_COMMAND;
+    }
 }
 
 

@@ -45,6 +45,21 @@ enum smtp_produce_status {
     SMTP_PRODUCE_TOO_LARGE  /* larger than a record may be: 552 5.3.4 */
 };
 
+/* What the session waits for, which decides the timeout that applies. */
+enum smtp_wait {
+    SMTP_WAIT_COMMAND,          /* a command, or the reply to the greeting */
+    SMTP_WAIT_DATA_INITIATION,  /* the first octet of text after 354 */
+    SMTP_WAIT_DATA_BLOCK,       /* more text, or the final dot */
+    SMTP_WAIT_DATA_TERMINATION  /* Kafka, to reply to the final dot */
+};
+
+/* Reasons for turning a client away instead of greeting it. */
+enum smtp_refusal {
+    SMTP_REFUSE_SERVER_FULL,    /* ingress.max_connections reached */
+    SMTP_REFUSE_CLIENT_FULL,    /* ingress.max_connections_per_client */
+    SMTP_REFUSE_NOT_DURABLE     /* the topics failed the durability check */
+};
+
 struct smtp_session_ops {
     /* Queues reply octets for the client. */
     void (*send)(void *arg, const char *data, size_t len);
@@ -79,6 +94,13 @@ void smtp_session_free(struct smtp_session *s);
 void smtp_session_start(struct smtp_session *s);
 
 /*
+ * Sends a 421 reply in place of the greeting and closes the session, so
+ * the client retries later: 4.7.0 when a connection limit is reached,
+ * 4.3.0 while the topics are not durable.
+ */
+void smtp_session_refuse(struct smtp_session *s, enum smtp_refusal why);
+
+/*
  * Handles client octets. Returns how many were consumed: all of them,
  * unless the session started waiting for Kafka or closed on the way.
  */
@@ -109,6 +131,7 @@ void smtp_session_tls_started(struct smtp_session *s, const char *protocol,
 void smtp_session_timeout(struct smtp_session *s);
 
 enum smtp_state smtp_session_state(const struct smtp_session *s);
+enum smtp_wait smtp_session_wait(const struct smtp_session *s);
 const char *smtp_session_state_name(enum smtp_state state);
 bool smtp_session_wants_input(const struct smtp_session *s);
 

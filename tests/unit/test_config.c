@@ -88,6 +88,15 @@ defaults_apply(void **state)
     assert_int_equal(cfg->ingress_ack_timeout_ms, 30000);
     assert_int_equal(cfg->ingress_max_recipients, 50);
     assert_int_equal(cfg->ingress_durability, DURABILITY_STRICT);
+    assert_int_equal(cfg->ingress_durability_check_interval, 60);
+    assert_int_equal(cfg->ingress_command_timeout, 300);
+    assert_int_equal(cfg->ingress_data_initiation_timeout, 120);
+    assert_int_equal(cfg->ingress_data_block_timeout, 180);
+    assert_int_equal(cfg->ingress_data_termination_timeout, 600);
+    assert_int_equal(cfg->ingress_max_connections, 500);
+    assert_int_equal(cfg->ingress_max_connections_per_client, 50);
+    assert_int_equal(cfg->ingress_max_commands, 10000);
+    assert_int_equal(cfg->ingress_max_errors, 20);
     assert_int_equal(cfg->deliver_max_in_flight, 16);
     assert_string_equal(cfg->regions[0].ses_endpoint,
                         "http://127.0.0.1:4581");
@@ -137,6 +146,28 @@ errors_name_the_key(void **state)
         { "  - name: mode\n    home_region: eu-west-1\n"
           "    domains: [m.example]\n    integration: fax\n",
           "key 'organizations[1].integration': invalid value 'fax'" },
+        { "ingress:\n  command_timeout_seconds: 0\n",
+          "key 'ingress.command_timeout_seconds': 0 is out of range "
+          "[1, 3600]" },
+        { "ingress:\n  data_block_timeout_seconds: 3601\n",
+          "key 'ingress.data_block_timeout_seconds': 3601 is out of range" },
+        { "ingress:\n  ack_timeout_ms: 60000\n"
+          "  data_termination_timeout_seconds: 60\n",
+          "key 'ingress.ack_timeout_ms' must be below "
+          "'ingress.data_termination_timeout_seconds' (60 s)" },
+        { "ingress:\n  max_connections: 10\n"
+          "  max_connections_per_client: 11\n",
+          "key 'ingress.max_connections_per_client' is larger than "
+          "'ingress.max_connections'" },
+        { "ingress:\n  max_connections: 0\n",
+          "key 'ingress.max_connections': 0 is out of range" },
+        { "ingress:\n  max_errors: 0\n",
+          "key 'ingress.max_errors': 0 is out of range [1, 10000]" },
+        { "ingress:\n  max_commands: 9\n",
+          "key 'ingress.max_commands': 9 is out of range" },
+        { "ingress:\n  durability_check_interval_seconds: -1\n",
+          "key 'ingress.durability_check_interval_seconds': -1 is out of "
+          "range [0, 86400]" },
         { "bogus: 1\n", "unknown key 'bogus'" },
         { "kafka: [\n", "invalid YAML" },
     };

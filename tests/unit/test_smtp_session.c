@@ -124,6 +124,7 @@ struct dialogue {
 static struct config *cfg;
 static struct config *chunked_cfg;   /* chunk_size CHUNK_SIZE */
 static struct config *tls_cfg;       /* STARTTLS offered */
+static struct config *limits_cfg;    /* max_errors 3, max_commands 12 */
 
 static const struct smtp_session_ops fake_ops;
 
@@ -1121,6 +1122,149 @@ idle_timeout_closes(void **state)
 }
 
 
+/* Runs client with limits_cfg and returns the harness. */
+static struct harness *
+limits_dialogue(const char *client)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+
+    smtp_session_free(h->s);
+    free(h->out);
+    h->out = NULL;
+    h->outlen = h->outcap = 0;
+    h->s = smtp_session_new(limits_cfg, (struct sockaddr *)&(struct
+                            sockaddr_in){ .sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK) },
+                            &fake_ops, h);
+    smtp_session_start(h->s);
+    harness_puts(h, client);
+    return h;
+}
+
+
+static void
+max_errors_from_config(void **state)
+{
+    struct harness *h = limits_dialogue("FOO\r\nNOOP\r\nBAR\r\nBAZ\r\n"
+                                        "NOOP\r\n");
+
+    (void)state;
+    assert_replies(h, "three errors",
+                   GREETING "500 5.5.1 command not recognized\r\n"
+                   "250 2.0.0 Ok\r\n"
+                   "500 5.5.1 command not recognized\r\n"
+                   "500 5.5.1 command not recognized\r\n"
+                   "421 4.7.0 " HOST " too many errors, closing "
+                   "connection\r\n");
+    assert_string_equal(smtp_session_close_reason(h->s), "too-many-errors");
+    harness_free(h);
+}
+
+
+static void
+max_commands_from_config(void **state)
+{
+    char           *expected = malloc(4096);
+    struct harness *h;
+
+    (void)state;
+    assert_non_null(expected);
+    h = limits_dialogue("NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n"
+                        "NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n"
+                        "NOOP\r\nNOOP\r\nNOOP\r\n");
+    strcpy(expected, GREETING);
+    for (int i = 0; i < 12; i++)
+        strcat(expected, "250 2.0.0 Ok\r\n");
+    strcat(expected, "421 4.7.0 " HOST " too many commands, closing "
+           "connection\r\n");
+    assert_replies(h, "twelve commands", expected);
+    assert_string_equal(smtp_session_close_reason(h->s),
+                        "too-many-commands");
+    free(expected);
+    harness_free(h);
+}
+
+
+/* The DATA that reaches the limit still gets its message through. */
+static void
+max_commands_finishes_message(void **state)
+{
+    struct harness *h;
+
+    (void)state;
+    h = limits_dialogue(EHLO "NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n"
+                        "NOOP\r\nNOOP\r\nNOOP\r\n" TXN "x\r\n.\r\nNOOP\r\n");
+    assert_replies(h, "limit at DATA",
+                   GREETING EHLO_OK "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n"
+                   "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n"
+                   "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n"
+                   TXN_OK QUEUED "421 4.7.0 " HOST " too many commands, "
+                   "closing connection\r\n");
+    assert_int_equal(h->nrecords, 1);
+    harness_free(h);
+}
+
+
+static void
+refusals_reply_421(void **state)
+{
+    static const struct {
+        enum smtp_refusal why;
+        const char       *reply;
+        const char       *reason;
+    } cases[] = {
+        { SMTP_REFUSE_SERVER_FULL,
+          "421 4.7.0 " HOST " too many connections, try again later\r\n",
+          "too-many-connections" },
+        { SMTP_REFUSE_CLIENT_FULL,
+          "421 4.7.0 " HOST " too many connections from 127.0.0.1, try "
+          "again later\r\n", "too-many-connections-from-client" },
+        { SMTP_REFUSE_NOT_DURABLE,
+          "421 4.3.0 " HOST " queue cannot store mail safely now, try "
+          "again later\r\n", "not-durable" },
+    };
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+
+    (void)state;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        struct harness *h = calloc(1, sizeof(*h));
+
+        assert_non_null(h);
+        h->s = smtp_session_new(cfg, (struct sockaddr *)&sin, &fake_ops, h);
+        smtp_session_refuse(h->s, cases[i].why);
+        assert_replies(h, cases[i].reason, cases[i].reply);
+        assert_int_equal(smtp_session_state(h->s), SMTP_STATE_CLOSED);
+        assert_false(smtp_session_wants_input(h->s));
+        assert_string_equal(smtp_session_close_reason(h->s),
+                            cases[i].reason);
+        harness_free(h);
+    }
+}
+
+
+/* Each state maps to the RFC 5321 timeout that applies to it. */
+static void
+wait_follows_state(void **state)
+{
+    struct harness *h = harness_new(NULL, PRODUCE_HOLD, SIZE_MAX);
+
+    (void)state;
+    assert_int_equal(smtp_session_wait(h->s), SMTP_WAIT_COMMAND);
+    harness_puts(h, EHLO TXN);
+    assert_int_equal(smtp_session_wait(h->s), SMTP_WAIT_DATA_INITIATION);
+    harness_puts(h, ".");
+    assert_int_equal(smtp_session_wait(h->s), SMTP_WAIT_DATA_BLOCK);
+    harness_puts(h, ".x\r\n");
+    assert_int_equal(smtp_session_wait(h->s), SMTP_WAIT_DATA_BLOCK);
+    harness_puts(h, ".\r\n");
+    assert_int_equal(smtp_session_wait(h->s), SMTP_WAIT_DATA_TERMINATION);
+    smtp_session_produce_done(h->s, SMTP_PRODUCE_OK);
+    assert_int_equal(smtp_session_wait(h->s), SMTP_WAIT_COMMAND);
+    harness_free(h);
+}
+
+
 static void
 too_many_errors_close(void **state)
 {
@@ -1476,6 +1620,13 @@ load_config(void **state)
             "  tls_key: /nonexistent.key\n%s",
             strstr(config_yaml, "  max_message_size"));
     tls_cfg = load_text(text);
+
+    /* And with small per-session limits. */
+    strcpy(text, config_yaml);
+    text[strstr(text, "  max_message_size") - text] = '\0';
+    sprintf(text + strlen(text), "  max_errors: 3\n  max_commands: 12\n%s",
+            strstr(config_yaml, "  max_message_size"));
+    limits_cfg = load_text(text);
     free(text);
     return 0;
 }
@@ -1488,6 +1639,7 @@ free_config(void **state)
     config_free(cfg);
     config_free(chunked_cfg);
     config_free(tls_cfg);
+    config_free(limits_cfg);
     return 0;
 }
 
@@ -1517,6 +1669,11 @@ main(void)
         cmocka_unit_test(shutdown_while_producing),
         cmocka_unit_test(idle_timeout_closes),
         cmocka_unit_test(too_many_errors_close),
+        cmocka_unit_test(max_errors_from_config),
+        cmocka_unit_test(max_commands_from_config),
+        cmocka_unit_test(max_commands_finishes_message),
+        cmocka_unit_test(refusals_reply_421),
+        cmocka_unit_test(wait_follows_state),
         cmocka_unit_test(chunked_message_split),
         cmocka_unit_test(chunked_message_exact_multiple),
         cmocka_unit_test(chunked_message_one_segment),
