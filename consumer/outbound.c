@@ -614,15 +614,20 @@ outbound_finish(struct outbound *ob)
 }
 
 
-/* Marks the offsets of ob done and frees it. */
+/*
+ * Marks the offsets of ob done and frees it. Each record is marked on its
+ * own, because records of other messages may lie between two chunks of
+ * ob, and those must hold back the commit until they are done themselves.
+ */
 static void
 outbound_complete(struct outbound *ob)
 {
     struct deliver_partition *part = ob->part;
 
     ob->state = OUTBOUND_DONE;
-    window_mark_done(&part->window, ob->records[0].offset,
-                     ob->records[ob->nrecords - 1].offset);
+    for (size_t i = 0; i < ob->nrecords; i++)
+        window_mark_done(&part->window, ob->records[i].offset,
+                         ob->records[i].offset);
     outbound_unlink(ob);
     ob->d->in_progress--;
     outbound_free(ob);
