@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,8 +295,12 @@ ctl_replay_main(int argc, char **argv)
         snprintf(err, sizeof(err), "%s", rp.error);
         goto fail;
     }
-    if (rp.tty)
+    if (rp.tty && !rp.json) {
+        /* Draws the finished bar, which the rate limit may have skipped. */
+        rp.drawn_ms = INT64_MIN / 2;
+        replay_on_progress(ranges, rp.nparts, &rp);
         fputc('\n', stderr);
+    }
 
     if (rp.producer != NULL) {
         rd_kafka_flush(rp.producer, REPLAY_FLUSH_TIMEOUT_MS);

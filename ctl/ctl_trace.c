@@ -35,7 +35,7 @@ struct trace_hit {
     bool             dead;              /* found in mail.R.dead */
     char             error_code[128];
     char             error_message[512];
-    char             source[300];       /* "topic [p] offset o" */
+    char             source[352];       /* "topic [p] offset o" */
     char             group[300];        /* consuming group, mail.R only */
     int64_t          committed;         /* -1 when none */
     enum trace_state state;
@@ -381,18 +381,24 @@ trace_on_mail(struct ctl_scan_range *range, const rd_kafka_message_t *msg,
     hit->dead = topic_len > 5 &&
                 strcmp(range->topic + topic_len - 5, ".dead") == 0;
     if (hit->dead) {
-        char source[256] = "-";
+        char source[256];
 
-        ctl_scan_header(msg, "ferry-error-code", hit->error_code,
-                        sizeof(hit->error_code));
+        /* Records that ferry-deliver did not write lack these headers. */
+        if (ctl_scan_header(msg, "ferry-error-code", hit->error_code,
+                            sizeof(hit->error_code)) == NULL)
+            snprintf(hit->error_code, sizeof(hit->error_code),
+                     "(no ferry-error-code header)");
         ctl_scan_header(msg, "ferry-error-message", hit->error_message,
                         sizeof(hit->error_message));
-        ctl_scan_header(msg, "ferry-source-topic", source, sizeof(source));
-        ctl_scan_header(msg, "ferry-source-partition", partition,
-                        sizeof(partition));
-        ctl_scan_header(msg, "ferry-source-offset", offset, sizeof(offset));
-        snprintf(hit->source, sizeof(hit->source), "%s [%s] offset %s",
-                 source, partition, offset);
+        if (ctl_scan_header(msg, "ferry-source-topic", source,
+                            sizeof(source)) != NULL) {
+            ctl_scan_header(msg, "ferry-source-partition", partition,
+                            sizeof(partition));
+            ctl_scan_header(msg, "ferry-source-offset", offset,
+                            sizeof(offset));
+            snprintf(hit->source, sizeof(hit->source), "%s [%s] offset %s",
+                     source, partition, offset);
+        }
         hit->state = TRACE_DEAD_LETTERED;
     } else {
         /* mail.R is read by ferry-deliver.R, mail.R.pinned likewise. */
@@ -528,10 +534,13 @@ trace_print_text(const struct trace *tr)
                (int)hit->partition, (long long)hit->offset,
                ctl_time_format(hit->timestamp_ms, when),
                trace_state_name(hit->state));
-        if (hit->dead)
-            printf(", %s: %s (from %s)", hit->error_code,
-                   hit->error_message, hit->source);
-        else if (hit->committed < 0)
+        if (hit->dead) {
+            printf(", %s", hit->error_code);
+            if (hit->error_message[0] != '\0')
+                printf(": %s", hit->error_message);
+            if (hit->source[0] != '\0')
+                printf(" (from %s)", hit->source);
+        } else if (hit->committed < 0)
             printf(", group %s has no committed offset", hit->group);
         else
             printf(", group %s committed offset %lld", hit->group,
