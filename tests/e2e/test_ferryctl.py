@@ -9,6 +9,7 @@ it is.
 
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -229,6 +230,22 @@ def test_lag_of_never_committed_group(stack):
     assert "lag %d" % total in table.stdout
 
 
+def test_lag_watch_repeats_until_interrupted(stack):
+    process = subprocess.Popen(
+        [FERRYCTL, "lag", "--bootstrap", bootstrap(stack), "--group", GROUP,
+         "--json", "--watch", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(process.stdout.readline())
+        second = json.loads(process.stdout.readline())
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert [g["group"] for g in first["groups"]] == [GROUP]
+    assert second["time"] > first["time"]
+
+
 def test_lag_default_groups(stack):
     groups = ferryctl_lag(stack)
     for region in ferrystack.PRIMARY_REGIONS:
@@ -239,6 +256,14 @@ def test_lag_default_groups(stack):
         assert len(groups["ferry-deliver." + region]["members"]) == 1
     # us-west-2 has no topics of its own in the local stack.
     assert not any("us-west-2" in name for name in groups)
+
+    # Without a configuration the regions come from the mail.R topics.
+    result = subprocess.run([FERRYCTL, "lag", "--bootstrap",
+                             bootstrap(stack), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    names = {g["group"] for g in json.loads(result.stdout)["groups"]}
+    assert names == set(groups)
 
 
 # F22: replay by time range. Records of our own go to a topic of our own
