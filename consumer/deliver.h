@@ -12,8 +12,10 @@
  * the SES sockets and on a pipe that librdkafka writes to when one of its
  * queues gets an event, then serves the Kafka queues without blocking.
  *
- * deliver.c owns the Kafka side (consumers, rebalances, commits, pauses),
- * and outbound.c one message's way to SES and to its outcome record.
+ * deliver.c creates the Kafka clients and runs the loop, group.c handles
+ * rebalances, pauses and commits, schedule.c decides what is sent next,
+ * and outbound.c follows one message's way to SES and to its outcome
+ * record.
  */
 #ifndef FERRY_DELIVER_H
 #define FERRY_DELIVER_H
@@ -99,15 +101,5 @@ int deliver_run(struct deliver *d, volatile sig_atomic_t *stop);
 void deliver_drain(struct deliver *d, int64_t grace_ms);
 
 void deliver_free(struct deliver *d);
-
-/* Returns the wait before attempt number attempt + 1, jitter included. */
-int64_t deliver_backoff_ms(const struct deliver *d, int attempt);
-
-/* Stops all sending after a region-wide or local fault; logs it. */
-void deliver_stop_region(struct deliver *d, const struct outbound *ob,
-                         const struct ses_outcome *outcome);
-
-/* Lets sending start again after a response showing that SES works. */
-void deliver_resume_region(struct deliver *d);
 
 #endif

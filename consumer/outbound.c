@@ -8,6 +8,7 @@
 #include "deliver.h"
 #include "delivered.h"
 #include "log.h"
+#include "schedule.h"
 #include "util.h"
 
 #define OUTBOUND_DELIVERED_TOPIC "ferry.delivered"
@@ -347,12 +348,12 @@ outbound_on_ses(void *opaque, const struct ses_outcome *outcome)
     case SES_OK:
         snprintf(ob->ses_message_id, sizeof(ob->ses_message_id), "%s",
                  outcome->message_id);
-        deliver_resume_region(d);
+        schedule_resume_region(d);
         outbound_record_delivery(ob);
         break;
 
     case SES_THROTTLED:
-        deliver_resume_region(d);
+        schedule_resume_region(d);
         outbound_backoff(ob, outcome);
         break;
 
@@ -363,12 +364,12 @@ outbound_on_ses(void *opaque, const struct ses_outcome *outcome)
     case SES_REGION_DOWN:
     case SES_LOCAL_FAULT:
         ob->state = OUTBOUND_BACKOFF;
-        deliver_stop_region(d, ob, outcome);
+        schedule_stop_region(d, ob, outcome);
         ob->next_attempt_ms = d->next_probe_ms;
         break;
 
     case SES_REJECTED:
-        deliver_resume_region(d);
+        schedule_resume_region(d);
         snprintf(ob->error_code, sizeof(ob->error_code), "%s",
                  outcome->error_type[0] ? outcome->error_type
                                         : "MessageRejected");
@@ -386,7 +387,7 @@ static void
 outbound_backoff(struct outbound *ob, const struct ses_outcome *outcome)
 {
     struct deliver *d = ob->d;
-    int64_t         wait = deliver_backoff_ms(d, ob->attempt);
+    int64_t         wait = schedule_backoff_ms(d, ob->attempt);
     char            quoted[600];
 
     ob->state = OUTBOUND_BACKOFF;
@@ -569,7 +570,7 @@ outbound_settle(struct outbound *ob)
     }
     ob->produce_attempt++;
     ob->next_attempt_ms = util_monotonic_ms() +
-                          deliver_backoff_ms(ob->d, ob->produce_attempt);
+                          schedule_backoff_ms(ob->d, ob->produce_attempt);
 }
 
 
