@@ -51,7 +51,14 @@ def test_broker_outage(outage_stack):
     thread = threading.Thread(target=sender, args=(stack, stop, results))
     thread.start()
     try:
-        time.sleep(3)
+        # Stop the broker only once the worker delivers, so the outage also
+        # hits deliveries whose offsets are not committed yet.
+        deadline = time.monotonic() + 90
+        while (len(summary.read_ledger(stack.ses_dir("us-east-1"))) < 5
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        assert len(summary.read_ledger(stack.ses_dir("us-east-1"))) >= 5, \
+            "the worker delivered nothing before the outage"
         stack.stop_kafka(keep_data=True)
         down_since = time.monotonic()
         time.sleep(OUTAGE_S)
