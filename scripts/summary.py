@@ -9,11 +9,11 @@ import collections
 import hashlib
 import json
 import os
+import subprocess
 import time
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, \
-    TopicPartition
-from confluent_kafka.admin import AdminClient
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FERRYCTL = os.path.join(ROOT, os.environ.get("BUILD", "build"), "ferryctl")
 
 
 def read_ledger(state_dir):
@@ -38,42 +38,27 @@ def split_trace_header(raw):
             return raw[:end], raw[end:]
 
 
-def group_offsets(bootstrap, groups):
-    """Return {(group, topic, partition): (committed, high)} for the topics
-    of each group; committed is None for a partition never committed."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    consumer = Consumer({"bootstrap.servers": bootstrap,
-                         "group.id": "ferry-summary",
-                         "enable.auto.commit": False})
-    result = {}
-    try:
-        metadata = consumer.list_topics(timeout=10)
-        for group, topic in groups:
-            partitions = [TopicPartition(topic, p)
-                          for p in metadata.topics[topic].partitions]
-            future = admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group, partitions)])
-            committed = future[group].result(timeout=10)
-            for tp in committed.topic_partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, tp.partition), timeout=10)
-                offset = tp.offset if tp.offset >= 0 else None
-                result[(group, topic, tp.partition)] = (offset, high)
-    finally:
-        consumer.close()
-    return result
+def group_lag(bootstrap, groups):
+    """Return the total lag in messages of the Ferry groups, from
+    `ferryctl lag`: computed from the broker's watermarks and committed
+    offsets, and counting a partition never committed from its start."""
+    argv = [FERRYCTL, "lag", "--json", "--bootstrap", bootstrap]
+    for group in groups:
+        argv += ["--group", group]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError("ferryctl lag failed: %s" % result.stderr.strip())
+    return sum(g["lag"] for g in json.loads(result.stdout)["groups"])
 
 
 def wait_drained(bootstrap, groups, timeout, progress=None):
-    """Wait until every group committed up to the end of its topics.
+    """Wait until every group committed up to the end of its topic.
 
     Returns the total lag left (0 when drained).
     """
     deadline = time.monotonic() + timeout
     while True:
-        offsets = group_offsets(bootstrap, groups)
-        lag = sum(high - (committed or 0)
-                  for committed, high in offsets.values())
+        lag = group_lag(bootstrap, groups)
         if progress is not None:
             progress(lag)
         if lag == 0 or time.monotonic() >= deadline:

@@ -40,9 +40,8 @@ def address(messages, tag):
 def drain(stack, timeout=180):
     groups = []
     for region in ferrystack.PRIMARY_REGIONS:
-        groups.append(("ferry-deliver." + region, "mail." + region))
-        groups.append(("ferry-deliver.%s.pinned" % region,
-                       "mail.%s.pinned" % region))
+        groups.append("ferry-deliver." + region)
+        groups.append("ferry-deliver.%s.pinned" % region)
     return summary.wait_drained("127.0.0.1:%d" % stack.kafka_port, groups,
                                 timeout)
 
