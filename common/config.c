@@ -118,6 +118,8 @@ static const struct config_key config_deliver_keys[] = {
         3600000, NULL),
     KEY("request_timeout_ms", CONFIG_INT, deliver_request_timeout_ms,
         "30000", 100, 600000, NULL),
+    KEY("max_send_rate", CONFIG_INT, deliver_max_send_rate, "0", 0, 1000000,
+        NULL),
 };
 
 #undef KEY
@@ -782,7 +784,8 @@ config_load(const char *path, char *err, size_t errlen)
             } else if (strcmp(name, "deliver") == 0) {
                 static const char *const dk[] = {
                     "region", "max_in_flight", "retry_initial_ms",
-                    "retry_max_ms", "request_timeout_ms", NULL
+                    "retry_max_ms", "request_timeout_ms", "max_send_rate",
+                    NULL
                 };
 
                 rc = config_read_section(&r, cfg, vn, "deliver",

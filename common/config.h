@@ -85,6 +85,8 @@ struct config {
     int64_t                deliver_retry_initial_ms;
     int64_t                deliver_retry_max_ms;
     int64_t                deliver_request_timeout_ms;
+    int64_t                deliver_max_send_rate;   /* recipients/s, 0:
+                                                       from GetAccount */
 
     struct region         *regions;
     size_t                 nregions;

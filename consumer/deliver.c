@@ -61,6 +61,7 @@ static void deliver_on_log(const rd_kafka_t *rk, int level,
                            const char *facility, const char *message);
 static void deliver_on_error(rd_kafka_t *rk, int err, const char *reason,
                              void *opaque);
+static void deliver_on_ses(void *opaque, const struct ses_outcome *outcome);
 static void deliver_on_delivery(rd_kafka_t *rk,
                                 const rd_kafka_message_t *msg, void *opaque);
 static void deliver_consume(struct deliver_source *src);
@@ -125,10 +126,12 @@ deliver_new(const struct config *cfg, const char *region,
 
     opts = (struct ses_client_options){
         d->region, reg->ses_endpoint, creds, cfg->deliver_request_timeout_ms,
-        cfg->deliver_max_in_flight, outbound_on_ses
+        cfg->deliver_max_in_flight, deliver_on_ses
     };
     if ((d->ses = ses_client_new(&opts, err, errlen)) == NULL)
         goto fail;
+    pacing_init(&d->pacing, util_monotonic_ms());
+    account_init(&d->account, d);
     if ((d->producer = deliver_new_producer(d, err, errlen)) == NULL)
         goto fail;
     if (deliver_new_consumer(d, &d->sources[0], "", err, errlen) == -1 ||
@@ -311,6 +314,17 @@ deliver_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 }
 
 
+/* The SES client's done callback: a SendEmail or a GetAccount ended. */
+static void
+deliver_on_ses(void *opaque, const struct ses_outcome *outcome)
+{
+    if (*(enum deliver_job *)opaque == DELIVER_JOB_ACCOUNT)
+        account_on_ses(opaque, outcome);
+    else
+        outbound_on_ses(opaque, outcome);
+}
+
+
 static void
 deliver_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
                     void *opaque)
@@ -323,9 +337,10 @@ int
 deliver_run(struct deliver *d, volatile sig_atomic_t *stop)
 {
     log_info(NULL, "started", "region=%s topics=%s,%s dead=%s "
-             "max_in_flight=%lld", d->region, d->sources[0].topic,
-             d->sources[1].topic, d->dead_topic,
-             (long long)d->cfg->deliver_max_in_flight);
+             "max_in_flight=%lld max_send_rate=%lld", d->region,
+             d->sources[0].topic, d->sources[1].topic, d->dead_topic,
+             (long long)d->cfg->deliver_max_in_flight,
+             (long long)d->cfg->deliver_max_send_rate);
 
     while (!*stop && !d->fatal) {
         deliver_serve(d, schedule_wait_ms(d));

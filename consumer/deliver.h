@@ -25,9 +25,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "account.h"
 #include "config.h"
 #include "dedup.h"
 #include "outbound.h"
+#include "pacing.h"
 #include "ses.h"
 #include "window.h"
 
@@ -73,6 +75,8 @@ struct deliver {
     int64_t                next_probe_ms;   /* when stopped: next attempt */
     int64_t                hold_until_ms;   /* throttled: no sends before */
     int64_t                next_commit_ms;
+    struct pacing          pacing;          /* send rate of the region */
+    struct account         account;         /* where the rate comes from */
     struct outbound       *orphans;         /* dropped, reports pending */
 };
 

@@ -76,6 +76,7 @@ outbound_new(struct deliver_partition *part)
 {
     struct outbound *ob = xcalloc(1, sizeof(*ob));
 
+    ob->job = DELIVER_JOB_SEND;
     ob->d = part->src->d;
     ob->part = part;
     ob->state = OUTBOUND_COLLECTING;
@@ -315,6 +316,7 @@ outbound_send(struct outbound *ob)
         outbound_dead_letter(ob, "InvalidRequest", reason);
         return;
     }
+    pacing_take(&d->pacing, env->nrecipients, util_monotonic_ms());
     ob->attempt++;
     ob->pending++;
     ob->state = OUTBOUND_SENDING;
@@ -349,11 +351,13 @@ outbound_on_ses(void *opaque, const struct ses_outcome *outcome)
         snprintf(ob->ses_message_id, sizeof(ob->ses_message_id), "%s",
                  outcome->message_id);
         schedule_resume_region(d);
+        schedule_pace_success(d);
         outbound_record_delivery(ob);
         break;
 
     case SES_THROTTLED:
         schedule_resume_region(d);
+        schedule_pace_throttle(d);
         outbound_backoff(ob, outcome);
         break;
 

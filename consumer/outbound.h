@@ -22,6 +22,15 @@
 struct deliver;
 struct deliver_partition;
 
+/*
+ * Kind of the object an SES request's opaque points to. It is the first
+ * member of each such struct, so the done callback can tell them apart.
+ */
+enum deliver_job {
+    DELIVER_JOB_SEND,           /* struct outbound */
+    DELIVER_JOB_ACCOUNT         /* struct account */
+};
+
 enum outbound_state {
     OUTBOUND_COLLECTING,        /* waiting for more chunks */
     OUTBOUND_READY,             /* waiting for a free SES slot */
@@ -44,6 +53,7 @@ struct outbound_record {
 };
 
 struct outbound {
+    enum deliver_job          job;              /* DELIVER_JOB_SEND */
     struct deliver           *d;
     struct deliver_partition *part;             /* NULL once dropped */
     struct outbound          *next;             /* by offset, or orphans */

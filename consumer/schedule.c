@@ -29,10 +29,12 @@ schedule_start_due(struct deliver *d)
     schedule_retry_produces(d, 0);
     if (d->stopping)
         return;
+    account_start_due(&d->account);
 
     /* While stopped, one message at a time tests whether SES is back. */
     if (d->region_stopped) {
-        if (now < d->next_probe_ms || ses_client_in_flight(d->ses) > 0)
+        if (now < d->next_probe_ms || ses_client_in_flight(d->ses) > 0 ||
+            pacing_wait_ms(&d->pacing, now) > 0)
             return;
         if ((probe = schedule_oldest_waiting(d)) != NULL) {
             d->next_probe_ms = now + d->cfg->deliver_retry_max_ms;
@@ -53,10 +55,13 @@ schedule_start_due(struct deliver *d)
                 next = ob->next;
                 if (ses_client_in_flight(d->ses) >= max)
                     return;
-                if (ob->state == OUTBOUND_READY ||
-                    (ob->state == OUTBOUND_BACKOFF &&
-                     now >= ob->next_attempt_ms))
-                    outbound_send(ob);
+                if (ob->state != OUTBOUND_READY &&
+                    (ob->state != OUTBOUND_BACKOFF ||
+                     now < ob->next_attempt_ms))
+                    continue;
+                if (pacing_wait_ms(&d->pacing, now) > 0)
+                    return;
+                outbound_send(ob);
             }
         }
 
@@ -135,12 +140,15 @@ schedule_wait_ms(struct deliver *d)
 {
     int64_t now = util_monotonic_ms();
     int64_t due = now + SCHEDULE_MAX_WAIT_MS;
-    int     can_send = ses_client_in_flight(d->ses) <
-                           (size_t)d->cfg->deliver_max_in_flight &&
-                       !d->region_stopped && !d->stopping;
+    int64_t paced = now + pacing_wait_ms(&d->pacing, now);
+    int     slot_free = ses_client_in_flight(d->ses) <
+                        (size_t)d->cfg->deliver_max_in_flight;
+    int     can_send = slot_free && !d->region_stopped && !d->stopping;
 
     if (d->next_commit_ms < due)
         due = d->next_commit_ms;
+    if (slot_free && !d->stopping && account_due_ms(&d->account) < due)
+        due = account_due_ms(&d->account);
     if (d->region_stopped && !d->stopping &&
         ses_client_in_flight(d->ses) == 0 && d->next_probe_ms < due)
         due = d->next_probe_ms;
@@ -157,6 +165,8 @@ schedule_wait_ms(struct deliver *d)
                                                      : ob->next_attempt_ms;
                     if (at < d->hold_until_ms)
                         at = d->hold_until_ms;
+                    if (at < paced)
+                        at = paced;
                 } else if (ob->produce_failed && ob->pending == 0) {
                     at = ob->next_attempt_ms;
                 }
@@ -248,6 +258,35 @@ schedule_backoff_ms(const struct deliver *d, int attempt)
 
     /* Half fixed, half random, so retries of many workers spread out. */
     return wait / 2 + random() % (wait / 2 + 1);
+}
+
+
+void
+schedule_pace_success(struct deliver *d)
+{
+    struct pacing *p = &d->pacing;
+
+    if (!pacing_on_success(p, util_monotonic_ms()))
+        return;
+    if (p->rate >= p->account_rate)
+        log_info(NULL, "send-rate-restored", "region=%s send_rate=%.2f",
+                 d->region, p->rate);
+    else
+        log_debug(NULL, "send-rate-raised", "region=%s send_rate=%.2f "
+                  "max_send_rate=%.2f", d->region, p->rate,
+                  p->account_rate);
+}
+
+
+void
+schedule_pace_throttle(struct deliver *d)
+{
+    struct pacing *p = &d->pacing;
+
+    if (pacing_on_throttle(p, util_monotonic_ms()))
+        log_info(NULL, "send-rate-lowered", "region=%s send_rate=%.2f "
+                 "max_send_rate=%.2f reason=\"SES throttled a send\"",
+                 d->region, p->rate, p->account_rate);
 }
 
 

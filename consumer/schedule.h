@@ -1,7 +1,7 @@
 /*
  * schedule: what a worker does next with the messages it holds. It starts
  * SendEmail requests while slots are free, delays sends after
- * throttling, probes one message at a time while the region is stopped,
+ * throttling, paces them to the account's send rate, probes one message at a time while the region is stopped,
  * produces failed outcome records again, computes how long the loop may
  * wait, and pauses partitions that must not fetch more.
  */
@@ -37,6 +37,12 @@ int schedule_busy(const struct deliver *d, int only_revoking);
 
 /* Returns the wait before attempt number attempt + 1, jitter included. */
 int64_t schedule_backoff_ms(const struct deliver *d, int attempt);
+
+/* Lets the send rate climb after SES accepted a message. */
+void schedule_pace_success(struct deliver *d);
+
+/* Lowers the send rate after SES throttled a message; logs it. */
+void schedule_pace_throttle(struct deliver *d);
 
 /* Stops all sending after a region-wide or local fault; logs it. */
 void schedule_stop_region(struct deliver *d, const struct outbound *ob,

@@ -98,6 +98,7 @@ defaults_apply(void **state)
     assert_int_equal(cfg->ingress_max_commands, 10000);
     assert_int_equal(cfg->ingress_max_errors, 20);
     assert_int_equal(cfg->deliver_max_in_flight, 16);
+    assert_int_equal(cfg->deliver_max_send_rate, 0);
     assert_string_equal(cfg->regions[0].ses_endpoint,
                         "http://127.0.0.1:4581");
     assert_string_equal(cfg->regions[1].ses_endpoint,
@@ -133,6 +134,8 @@ errors_name_the_key(void **state)
           "key 'ingress.durability': invalid value 'maybe'" },
         { "ingress:\n  regions: [ap-south-1]\n",
           "region 'ap-south-1' is not listed under 'regions'" },
+        { "deliver:\n  max_send_rate: -1\n",
+          "key 'deliver.max_send_rate': -1 is out of range [0, 1000000]" },
         { "deliver:\n  region: mars-1\n",
           "key 'deliver.region': region 'mars-1' is not listed" },
         { "  - name: dup\n    home_region: eu-west-1\n"
