@@ -34,7 +34,7 @@ BINS        := $(BUILD)/ferry-ingress $(BUILD)/ferry-deliver \
                $(BUILD)/ferryctl
 
 .PHONY: all deps test test-unit test-e2e demo check style asan bench \
-        bench-ingress clean
+        bench-ingress clean fuzz test-fuzz
 .SECONDARY:
 
 all: $(BINS)
@@ -94,7 +94,7 @@ deps:
 # The two commands of the README. Both install what is missing first, then
 # build in a second make, so pkg-config sees the freshly installed packages.
 test: deps
-	$(Q)$(MAKE) --no-print-directory test-unit test-e2e
+	$(Q)$(MAKE) --no-print-directory test-unit test-fuzz test-e2e
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -105,6 +105,45 @@ test-unit: $(UNIT_BIN)
 
 test-e2e: all
 	$(Q)python3 -m pytest -q tests/e2e
+
+# A libFuzzer target over the SMTP session, built with clang and
+# AddressSanitizer. `make fuzz` runs it for FUZZ_TIME seconds and keeps
+# what it finds in build/fuzz/corpus; `make test` runs FUZZ_RUNS inputs
+# from the seeds, which are made from the dialogues in tests/smtp.
+FUZZ_CC   ?= clang
+FUZZ_DIR  := $(BUILD)/fuzz
+FUZZ_BIN  := $(FUZZ_DIR)/fuzz_smtp_session
+FUZZ_SRC  := tests/fuzz/fuzz_smtp_session.c producer/smtp_session.c \
+             producer/smtp_data.c producer/smtp_address.c $(COMMON_SRC)
+FUZZ_TIME ?= 600
+FUZZ_RUNS ?= 50000
+FUZZ_LEN  ?= 16384
+
+$(FUZZ_BIN): $(FUZZ_SRC) $(PROTO_C) $(PROTO_H) common/*.h producer/*.h
+	@mkdir -p $(@D)
+	@echo "  FUZZCC  $@"
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -Iproducer -std=c11 -D_GNU_SOURCE -g -O1 \
+	    -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+	    -o $@ $(FUZZ_SRC) $(PROTO_C) $(LDLIBS)
+
+$(FUZZ_DIR)/seeds: tests/fuzz/make_seeds.py $(wildcard tests/smtp/*.txt)
+	$(Q)rm -rf $@ && python3 tests/fuzz/make_seeds.py $@ \
+	    $(wildcard tests/smtp/*.txt)
+
+fuzz: $(FUZZ_BIN) $(FUZZ_DIR)/seeds
+	@mkdir -p $(FUZZ_DIR)/corpus
+	$(Q)$(FUZZ_BIN) -max_total_time=$(FUZZ_TIME) -max_len=$(FUZZ_LEN) \
+	    -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+
+test-fuzz: $(FUZZ_BIN) $(FUZZ_DIR)/seeds
+	@echo "  FUZZ    $(FUZZ_BIN) ($(FUZZ_RUNS) runs)"
+	$(Q)rm -rf $(FUZZ_DIR)/smoke && mkdir -p $(FUZZ_DIR)/smoke
+	$(Q)$(FUZZ_BIN) -runs=$(FUZZ_RUNS) -max_len=$(FUZZ_LEN) -seed=1 \
+	    -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/smoke $(FUZZ_DIR)/seeds \
+	    2>$(FUZZ_DIR)/smoke.log || \
+	    { tail -40 $(FUZZ_DIR)/smoke.log; exit 1; }
+	@tail -1 $(FUZZ_DIR)/smoke.log
 
 # Benchmarks print tables; they are never part of `make test`.
 bench: bench-ingress
