@@ -120,6 +120,8 @@ static const struct config_key config_deliver_keys[] = {
         "30000", 100, 600000, NULL),
     KEY("max_send_rate", CONFIG_INT, deliver_max_send_rate, "0", 0, 1000000,
         NULL),
+    KEY("health_interval_ms", CONFIG_INT, deliver_health_interval_ms, "5000",
+        100, 600000, NULL),
 };
 
 #undef KEY
@@ -785,7 +787,7 @@ config_load(const char *path, char *err, size_t errlen)
                 static const char *const dk[] = {
                     "region", "max_in_flight", "retry_initial_ms",
                     "retry_max_ms", "request_timeout_ms", "max_send_rate",
-                    NULL
+                    "health_interval_ms", NULL
                 };
 
                 rc = config_read_section(&r, cfg, vn, "deliver",

@@ -87,6 +87,7 @@ struct config {
     int64_t                deliver_request_timeout_ms;
     int64_t                deliver_max_send_rate;   /* recipients/s, 0:
                                                        from GetAccount */
+    int64_t                deliver_health_interval_ms;
 
     struct region         *regions;
     size_t                 nregions;

@@ -131,6 +131,7 @@ deliver_new(const struct config *cfg, const char *region,
     if ((d->ses = ses_client_new(&opts, err, errlen)) == NULL)
         goto fail;
     pacing_init(&d->pacing, util_monotonic_ms());
+    report_init(&d->report);
     account_init(&d->account, d);
     if ((d->producer = deliver_new_producer(d, err, errlen)) == NULL)
         goto fail;
@@ -329,7 +330,11 @@ static void
 deliver_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
                     void *opaque)
 {
-    outbound_on_produced(msg->_private, msg->err);
+    /* Only ferry.health records go without an opaque. */
+    if (msg->_private == NULL)
+        report_on_produced(msg->err);
+    else
+        outbound_on_produced(msg->_private, msg->err);
 }
 
 
@@ -346,6 +351,7 @@ deliver_run(struct deliver *d, volatile sig_atomic_t *stop)
         deliver_serve(d, schedule_wait_ms(d));
         schedule_start_due(d);
         schedule_update_pauses(d);
+        report_produce_due(d, 0);
         if (util_monotonic_ms() >= d->next_commit_ms) {
             group_commit(d, 0);
             d->next_commit_ms = util_monotonic_ms() +
@@ -461,6 +467,7 @@ deliver_drain(struct deliver *d, int64_t grace_ms)
              d->in_progress);
 
     group_commit(d, 1);
+    report_produce_due(d, 1);
     for (int s = 0; s < 2; s++) {
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(d->sources[s].rk);
 

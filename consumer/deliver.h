@@ -30,6 +30,7 @@
 #include "dedup.h"
 #include "outbound.h"
 #include "pacing.h"
+#include "report.h"
 #include "ses.h"
 #include "window.h"
 
@@ -72,11 +73,13 @@ struct deliver {
     int                    stopping;        /* shutdown: no new sends */
     int                    fatal;           /* librdkafka fatal error */
     int                    region_stopped;  /* REGION_DOWN or LOCAL_FAULT */
+    enum ses_result        stop_result;     /* which of the two */
     int64_t                next_probe_ms;   /* when stopped: next attempt */
     int64_t                hold_until_ms;   /* throttled: no sends before */
     int64_t                next_commit_ms;
     struct pacing          pacing;          /* send rate of the region */
     struct account         account;         /* where the rate comes from */
+    struct report          report;          /* ferry.health counts */
     struct outbound       *orphans;         /* dropped, reports pending */
 };
 

@@ -331,6 +331,7 @@ outbound_on_ses(void *opaque, const struct ses_outcome *outcome)
     char             quoted[600];
 
     ob->pending--;
+    report_count(&d->report, outcome->result);
     if (outcome->result == SES_OK)
         dedup_add(d->delivered_ids, ob->env->id, outcome->message_id);
     if (ob->part == NULL) {

@@ -147,6 +147,8 @@ schedule_wait_ms(struct deliver *d)
 
     if (d->next_commit_ms < due)
         due = d->next_commit_ms;
+    if (report_due_ms(d) < due)
+        due = report_due_ms(d);
     if (slot_free && !d->stopping && account_due_ms(&d->account) < due)
         due = account_due_ms(&d->account);
     if (d->region_stopped && !d->stopping &&
@@ -305,6 +307,7 @@ schedule_stop_region(struct deliver *d, const struct outbound *ob,
               ob->attempt, (long long)d->cfg->deliver_retry_max_ms,
               d->region_stopped ? "still-stopped" : "stopped");
     d->region_stopped = 1;
+    d->stop_result = outcome->result;
 }
 
 

@@ -99,6 +99,7 @@ defaults_apply(void **state)
     assert_int_equal(cfg->ingress_max_errors, 20);
     assert_int_equal(cfg->deliver_max_in_flight, 16);
     assert_int_equal(cfg->deliver_max_send_rate, 0);
+    assert_int_equal(cfg->deliver_health_interval_ms, 5000);
     assert_string_equal(cfg->regions[0].ses_endpoint,
                         "http://127.0.0.1:4581");
     assert_string_equal(cfg->regions[1].ses_endpoint,
@@ -136,6 +137,9 @@ errors_name_the_key(void **state)
           "region 'ap-south-1' is not listed under 'regions'" },
         { "deliver:\n  max_send_rate: -1\n",
           "key 'deliver.max_send_rate': -1 is out of range [0, 1000000]" },
+        { "deliver:\n  health_interval_ms: 10\n",
+          "key 'deliver.health_interval_ms': 10 is out of range "
+          "[100, 600000]" },
         { "deliver:\n  region: mars-1\n",
           "key 'deliver.region': region 'mars-1' is not listed" },
         { "  - name: dup\n    home_region: eu-west-1\n"
