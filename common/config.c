@@ -122,6 +122,7 @@ static const struct config_key config_deliver_keys[] = {
         NULL),
     KEY("health_interval_ms", CONFIG_INT, deliver_health_interval_ms, "5000",
         100, 600000, NULL),
+    KEY("dsn_from", CONFIG_STRING, deliver_dsn_from, "", 0, 0, NULL),
 };
 
 #undef KEY
@@ -159,6 +160,7 @@ static int config_read_org(struct config_reader *r, struct config *cfg,
 static int config_read_orgs(struct config_reader *r, struct config *cfg,
                             yaml_node_t *seq);
 static int config_check(struct config_reader *r, struct config *cfg);
+static int config_is_address(const char *text);
 static void config_defaults(struct config *cfg);
 
 
@@ -657,6 +659,25 @@ config_read_orgs(struct config_reader *r, struct config *cfg,
 }
 
 
+/*
+ * True for a plain ASCII address local@domain, with no blank, angle
+ * bracket, quote or control character, as a From header and SES take it.
+ */
+static int
+config_is_address(const char *text)
+{
+    const char *at = strchr(text, '@');
+
+    if (at == NULL || at == text || at[1] == '\0' ||
+        strchr(at + 1, '@') != NULL)
+        return 0;
+    for (const char *p = text; *p != '\0'; p++)
+        if (*p <= ' ' || *p > '~' || strchr("<>\"(),;:[]\\", *p) != NULL)
+            return 0;
+    return 1;
+}
+
+
 static int
 config_check(struct config_reader *r, struct config *cfg)
 {
@@ -691,6 +712,11 @@ config_check(struct config_reader *r, struct config *cfg)
         cfg->ingress_max_connections)
         return config_fail(r, NULL, "key 'ingress.max_connections_per_client'"
                            " is larger than 'ingress.max_connections'");
+    if (cfg->deliver_dsn_from[0] != '\0' &&
+        !config_is_address(cfg->deliver_dsn_from))
+        return config_fail(r, NULL, "key 'deliver.dsn_from': '%s' is not "
+                           "an address of the form local@domain",
+                           cfg->deliver_dsn_from);
     if (cfg->deliver_retry_max_ms < cfg->deliver_retry_initial_ms)
         return config_fail(r, NULL, "key 'deliver.retry_max_ms' is smaller "
                            "than 'deliver.retry_initial_ms'");
@@ -787,7 +813,7 @@ config_load(const char *path, char *err, size_t errlen)
                 static const char *const dk[] = {
                     "region", "max_in_flight", "retry_initial_ms",
                     "retry_max_ms", "request_timeout_ms", "max_send_rate",
-                    "health_interval_ms", NULL
+                    "health_interval_ms", "dsn_from", NULL
                 };
 
                 rc = config_read_section(&r, cfg, vn, "deliver",
@@ -850,6 +876,7 @@ config_free(struct config *cfg)
     free(cfg->ingress_tls_key);
     config_free_strings(cfg->ingress_regions, cfg->ningress_regions);
     free(cfg->deliver_region);
+    free(cfg->deliver_dsn_from);
     for (size_t i = 0; i < cfg->nregions; i++) {
         free(cfg->regions[i].name);
         free(cfg->regions[i].ses_endpoint);

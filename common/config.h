@@ -88,6 +88,7 @@ struct config {
     int64_t                deliver_max_send_rate;   /* recipients/s, 0:
                                                        from GetAccount */
     int64_t                deliver_health_interval_ms;
+    char                  *deliver_dsn_from;        /* "": no DSNs */
 
     struct region         *regions;
     size_t                 nregions;

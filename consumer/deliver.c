@@ -116,6 +116,9 @@ deliver_new(const struct config *cfg, const char *region,
     snprintf(d->region, sizeof(d->region), "%s", region);
     snprintf(d->dead_topic, sizeof(d->dead_topic), "mail.%s.dead", region);
     reg = config_region(cfg, d->region);
+    if (gethostname(d->hostname, sizeof(d->hostname)) == -1)
+        snprintf(d->hostname, sizeof(d->hostname), "localhost");
+    d->hostname[sizeof(d->hostname) - 1] = '\0';
     d->delivered_ids = dedup_new(DELIVER_DEDUP_MAX);
     srandom((unsigned)(util_now_ms() ^ getpid()));
 

@@ -61,6 +61,7 @@ struct deliver {
     const struct config   *cfg;
     char                   region[64];
     char                   dead_topic[256];
+    char                   hostname[256];   /* Reporting-MTA of DSNs */
     struct deliver_source  sources[2];
     rd_kafka_t            *producer;
     struct ses_client     *ses;

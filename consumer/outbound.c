@@ -7,6 +7,7 @@
 
 #include "deliver.h"
 #include "delivered.h"
+#include "dsn.h"
 #include "log.h"
 #include "schedule.h"
 #include "util.h"
@@ -36,6 +37,9 @@ static void outbound_dead_letter(struct outbound *ob, const char *code,
                                  const char *reason);
 static int outbound_produce_dead(struct outbound *ob,
                                  struct outbound_record *rec);
+static void outbound_prepare_dsn(struct outbound *ob, const char *code,
+                                 const char *reason);
+static int outbound_produce_dsn(struct outbound *ob);
 static void outbound_record_delivery(struct outbound *ob);
 static void outbound_produce_failed(struct outbound *ob, const char *topic,
                                     const char *why);
@@ -308,6 +312,7 @@ outbound_send(struct outbound *ob)
         snprintf(reason, sizeof(reason), "message of %zu bytes is larger "
                  "than SES's limit of %d bytes after base64",
                  env->message_len, SES_MAX_BASE64_BYTES);
+        outbound_prepare_dsn(ob, "MessageTooLarge", reason);
         outbound_dead_letter(ob, "MessageTooLarge", reason);
         return;
     }
@@ -381,6 +386,7 @@ outbound_on_ses(void *opaque, const struct ses_outcome *outcome)
         log_quote(quoted, sizeof(quoted), outcome->reason);
         log_info(outbound_id(ob), "rejected", "region=%s reason=%s "
                  "attempt=%d", d->region, quoted, ob->attempt);
+        outbound_prepare_dsn(ob, ob->error_code, outcome->reason);
         outbound_dead_letter(ob, ob->error_code, outcome->reason);
         break;
     }
@@ -476,8 +482,66 @@ outbound_dead_letter(struct outbound *ob, const char *code,
         if (outbound_produce_dead(ob, &ob->records[i]) == -1)
             return;
     }
+    if (ob->dsn.value != NULL && !ob->dsn.dead_lettered &&
+        outbound_produce_dsn(ob) == -1)
+        return;
     if (ob->pending == 0)
         outbound_settle(ob);
+}
+
+
+/*
+ * Builds the delivery status notification for a message SES rejected,
+ * when deliver.dsn_from is set and the sender should get one. It is
+ * produced with the dead-letter records and kept for their retries.
+ */
+static void
+outbound_prepare_dsn(struct outbound *ob, const char *code,
+                     const char *reason)
+{
+    struct deliver   *d = ob->d;
+    struct dsn_report r;
+    struct envelope  *env;
+    char              id[ENVELOPE_ID_LEN + 1];
+
+    if (ob->dsn.value != NULL || ob->env == NULL ||
+        !dsn_wanted(ob->env, d->cfg->deliver_dsn_from))
+        return;
+    envelope_id_new(id);
+    r = (struct dsn_report){
+        ob->env, d->cfg->deliver_dsn_from, d->hostname, d->region, code,
+        reason, id, util_now_ms()
+    };
+    env = dsn_envelope(&r);
+    ob->dsn.ob = ob;
+    ob->dsn.offset = -1;
+    ob->dsn.key = (unsigned char *)xstrdup(id);
+    ob->dsn.key_len = strlen(id);
+    ob->dsn.value = envelope_encode(env, &ob->dsn.value_len);
+    envelope_free(env);
+}
+
+
+/* Produces the notification to the topic the rejected message came from. */
+static int
+outbound_produce_dsn(struct outbound *ob)
+{
+    rd_kafka_resp_err_t err;
+
+    err = rd_kafka_producev(ob->d->producer,
+                            RD_KAFKA_V_TOPIC(outbound_topic(ob)),
+                            RD_KAFKA_V_KEY(ob->dsn.key, ob->dsn.key_len),
+                            RD_KAFKA_V_VALUE(ob->dsn.value,
+                                             ob->dsn.value_len),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_OPAQUE(&ob->dsn), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        outbound_produce_failed(ob, outbound_topic(ob),
+                                rd_kafka_err2str(err));
+        return -1;
+    }
+    ob->pending++;
+    return 0;
 }
 
 
@@ -609,12 +673,13 @@ outbound_finish(struct outbound *ob)
                  (long long)ob->records[0].offset, ob->attempt);
     } else {
         log_info(outbound_id(ob), "dead-lettered", "code=%s reason=%s "
-                 "topic=%s partition=%d offset=%lld records=%zu dead=%s",
-                 ob->error_code, log_quote(quoted, sizeof(quoted),
-                                           ob->reason),
+                 "topic=%s partition=%d offset=%lld records=%zu dead=%s "
+                 "dsn=%s", ob->error_code, log_quote(quoted, sizeof(quoted),
+                                                     ob->reason),
                  part->src->topic, (int)part->partition,
                  (long long)ob->records[0].offset, ob->nrecords,
-                 ob->d->dead_topic);
+                 ob->d->dead_topic,
+                 ob->dsn.key != NULL ? (const char *)ob->dsn.key : "-");
     }
     outbound_complete(ob);
 }
@@ -725,6 +790,8 @@ outbound_free(struct outbound *ob)
         free(ob->records[i].value);
     }
     free(ob->records);
+    free(ob->dsn.key);
+    free(ob->dsn.value);
     envelope_free(ob->env);
     free(ob);
 }

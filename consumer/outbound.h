@@ -69,6 +69,9 @@ struct outbound {
     int64_t                   next_attempt_ms;  /* monotonic clock */
     int                       pending;          /* SES requests and
                                                    produce reports out */
+    struct outbound_record    dsn;              /* notification to the
+                                                   sender; value NULL:
+                                                   none */
     char                      error_code[128];
     char                      reason[512];
     char                      ses_message_id[256];

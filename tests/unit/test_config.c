@@ -100,6 +100,7 @@ defaults_apply(void **state)
     assert_int_equal(cfg->deliver_max_in_flight, 16);
     assert_int_equal(cfg->deliver_max_send_rate, 0);
     assert_int_equal(cfg->deliver_health_interval_ms, 5000);
+    assert_string_equal(cfg->deliver_dsn_from, "");
     assert_string_equal(cfg->regions[0].ses_endpoint,
                         "http://127.0.0.1:4581");
     assert_string_equal(cfg->regions[1].ses_endpoint,
@@ -140,6 +141,11 @@ errors_name_the_key(void **state)
         { "deliver:\n  health_interval_ms: 10\n",
           "key 'deliver.health_interval_ms': 10 is out of range "
           "[100, 600000]" },
+        { "deliver:\n  dsn_from: postmaster\n",
+          "key 'deliver.dsn_from': 'postmaster' is not an address" },
+        { "deliver:\n  dsn_from: \"Bounce <b@acme.example>\"\n",
+          "key 'deliver.dsn_from': 'Bounce <b@acme.example>' is not an "
+          "address" },
         { "deliver:\n  region: mars-1\n",
           "key 'deliver.region': region 'mars-1' is not listed" },
         { "  - name: dup\n    home_region: eu-west-1\n"
