@@ -82,6 +82,7 @@ class Summary:
             p for m in messages for p in m.problems)
         self.invalid_messages = sum(1 for m in messages if m.problems)
         self.invalid_accepted = sum(1 for m in accepted if m.problems)
+        self.foreign_senders = sum(1 for m in messages if m.org is None)
 
         entries = collections.defaultdict(list)
         self.per_region = collections.Counter()
@@ -152,20 +153,25 @@ class Summary:
         return rows
 
     def invalid_rows(self):
-        rows = [("messages that are not valid mail", self.invalid_messages)]
+        rows = [("not valid mail (each is sent as it is)",
+                 self.invalid_messages)]
         for problem, count in self.invalid.most_common():
-            rows.append(("  " + problem, count))
-        rows.append(("  of which accepted anyway", self.invalid_accepted))
+            rows.append(("  with a " + problem, count))
+        rows.append(("  accepted anyway", self.invalid_accepted))
+        rows.append(("sent from a domain no organization owns, on purpose",
+                     self.foreign_senders))
         return rows
 
     def format(self):
         out = []
-        for title, rows in (("Corpus", self.invalid_rows()),
-                            ("Outcome", self.rows())):
+        for title, rows in (("What was sent", self.invalid_rows()),
+                            ("What happened", self.rows())):
             width = max(len(label) for label, _ in rows)
-            out.append("%s" % title)
-            out.append("  %s  %s" % ("-" * width, "-" * 7))
+            out.append("  %-*s  %8s" % (width, title, "messages"))
+            out.append("  %s  %s" % ("-" * width, "-" * 8))
             for label, value in rows:
-                out.append("  %-*s  %7d" % (width, label, value))
+                out.append("  %-*s  %8d" % (width, label, value))
             out.append("")
+        out.append("A message can have more than one problem; the reply names "
+                   "the first one the ingress found.")
         return "\n".join(out)
