@@ -27,6 +27,7 @@ COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:.c=.o)
 INGRESS_SRC := $(wildcard producer/*.c)
 DELIVER_SRC := $(wildcard consumer/*.c)
 CTL_SRC     := $(wildcard ctl/*.c)
+CONTROLLER_SRC := $(wildcard controller/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB         := $(BUILD)/libferry.a
@@ -79,6 +80,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(PROGRAM_OBJ) $(LIB)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) -Iproducer -Iconsumer $(CFLAGS) -o $@ $^ \
 	    $(LDLIBS) -lcmocka
+
+# The controller's unit tests link the controller's objects. A static
+# pattern rule, so make never falls back to the rule above for them.
+CONTROLLER_OBJ   := $(filter-out %/main.o,$(CONTROLLER_SRC:%.c=$(BUILD)/%.o))
+CONTROLLER_TESTS := $(filter $(BUILD)/tests/test_controller_%,$(UNIT_BIN))
+
+$(CONTROLLER_TESTS): $(BUILD)/tests/%: tests/unit/%.c $(CONTROLLER_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) -Icontroller $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # ferryctl's unit tests link ctl's objects instead of the daemons'.
 CTL_OBJ := $(filter-out %/main.o,$(CTL_SRC:%.c=$(BUILD)/%.o))
