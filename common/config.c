@@ -125,6 +125,36 @@ static const struct config_key config_deliver_keys[] = {
     KEY("dsn_from", CONFIG_STRING, deliver_dsn_from, "", 0, 0, NULL),
 };
 
+/*
+ * The failover controller. A failover needs both its own probes and the
+ * workers' ferry.health records to find SES down; the defaults wait 20 s
+ * of failing probes and look at 30 s of records, 6 of each worker's
+ * records at deliver.health_interval_ms 5000.
+ */
+static const struct config_key config_controller_keys[] = {
+    KEY("id", CONFIG_STRING, controller_id, "", 0, 0, NULL),
+    KEY("secondary_region", CONFIG_STRING, controller_secondary_region,
+        "us-west-2", 0, 0, NULL),
+    KEY("probe_interval_ms", CONFIG_INT, controller_probe_interval_ms,
+        "5000", 100, 600000, NULL),
+    KEY("probe_timeout_ms", CONFIG_INT, controller_probe_timeout_ms, "5000",
+        100, 600000, NULL),
+    KEY("probe_failure_seconds", CONFIG_INT,
+        controller_probe_failure_seconds, "20", 1, 3600, NULL),
+    KEY("health_window_seconds", CONFIG_INT,
+        controller_health_window_seconds, "30", 1, 3600, NULL),
+    KEY("health_failure_percent", CONFIG_INT,
+        controller_health_failure_percent, "50", 1, 100, NULL),
+    KEY("failback_dwell_seconds", CONFIG_INT,
+        controller_failback_dwell_seconds, "600", 0, 604800, NULL),
+    KEY("readiness_interval_seconds", CONFIG_INT,
+        controller_readiness_interval_seconds, "60", 1, 86400, NULL),
+    KEY("drain_check_interval_ms", CONFIG_INT,
+        controller_drain_check_interval_ms, "1000", 100, 600000, NULL),
+    KEY("command_max_age_seconds", CONFIG_INT,
+        controller_command_max_age_seconds, "900", 1, 604800, NULL),
+};
+
 #undef KEY
 
 #define NKEYS(t) (sizeof(t) / sizeof(*(t)))
@@ -258,6 +288,7 @@ config_defaults(struct config *cfg)
         { config_kafka_keys, NKEYS(config_kafka_keys) },
         { config_ingress_keys, NKEYS(config_ingress_keys) },
         { config_deliver_keys, NKEYS(config_deliver_keys) },
+        { config_controller_keys, NKEYS(config_controller_keys) },
     };
     struct config_reader r = { .path = "", .err = NULL, .errlen = 0 };
     char                 scratch[256];
@@ -754,7 +785,7 @@ struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
     static const char *const known[] = {
-        "log_level", "kafka", "ingress", "deliver", "regions",
+        "log_level", "kafka", "ingress", "deliver", "controller", "regions",
         "organizations", NULL
     };
     struct config_reader r = { .path = path, .err = err, .errlen = errlen };
@@ -821,6 +852,21 @@ config_load(const char *path, char *err, size_t errlen)
                                          NKEYS(config_deliver_keys));
                 if (rc == 0)
                     rc = config_only_keys(&r, vn, "deliver", dk);
+            } else if (strcmp(name, "controller") == 0) {
+                static const char *const ck[] = {
+                    "id", "secondary_region", "probe_interval_ms",
+                    "probe_timeout_ms", "probe_failure_seconds",
+                    "health_window_seconds", "health_failure_percent",
+                    "failback_dwell_seconds", "readiness_interval_seconds",
+                    "drain_check_interval_ms", "command_max_age_seconds",
+                    NULL
+                };
+
+                rc = config_read_section(&r, cfg, vn, "controller",
+                                         config_controller_keys,
+                                         NKEYS(config_controller_keys));
+                if (rc == 0)
+                    rc = config_only_keys(&r, vn, "controller", ck);
             } else if (strcmp(name, "organizations") == 0) {
                 rc = config_read_orgs(&r, cfg, vn);
             }
@@ -877,6 +923,8 @@ config_free(struct config *cfg)
     config_free_strings(cfg->ingress_regions, cfg->ningress_regions);
     free(cfg->deliver_region);
     free(cfg->deliver_dsn_from);
+    free(cfg->controller_id);
+    free(cfg->controller_secondary_region);
     for (size_t i = 0; i < cfg->nregions; i++) {
         free(cfg->regions[i].name);
         free(cfg->regions[i].ses_endpoint);

@@ -90,6 +90,18 @@ struct config {
     int64_t                deliver_health_interval_ms;
     char                  *deliver_dsn_from;        /* "": no DSNs */
 
+    char                  *controller_id;           /* "": host:pid */
+    char                  *controller_secondary_region;
+    int64_t                controller_probe_interval_ms;
+    int64_t                controller_probe_timeout_ms;
+    int64_t                controller_probe_failure_seconds;
+    int64_t                controller_health_window_seconds;
+    int64_t                controller_health_failure_percent;
+    int64_t                controller_failback_dwell_seconds;
+    int64_t                controller_readiness_interval_seconds;
+    int64_t                controller_drain_check_interval_ms;
+    int64_t                controller_command_max_age_seconds;
+
     struct region         *regions;
     size_t                 nregions;
     struct org            *orgs;

@@ -69,6 +69,8 @@ example_file_loads(void **state)
     assert_int_equal(cfg->nregions, 3);
     assert_int_equal(cfg->ingress_durability, DURABILITY_RELAXED);
     assert_int_equal(cfg->ingress_max_recipients, 50);
+    assert_string_equal(cfg->controller_secondary_region, "us-west-2");
+    assert_int_equal(cfg->controller_failback_dwell_seconds, 600);
     config_free(cfg);
 }
 
@@ -101,6 +103,17 @@ defaults_apply(void **state)
     assert_int_equal(cfg->deliver_max_send_rate, 0);
     assert_int_equal(cfg->deliver_health_interval_ms, 5000);
     assert_string_equal(cfg->deliver_dsn_from, "");
+    assert_string_equal(cfg->controller_id, "");
+    assert_string_equal(cfg->controller_secondary_region, "us-west-2");
+    assert_int_equal(cfg->controller_probe_interval_ms, 5000);
+    assert_int_equal(cfg->controller_probe_timeout_ms, 5000);
+    assert_int_equal(cfg->controller_probe_failure_seconds, 20);
+    assert_int_equal(cfg->controller_health_window_seconds, 30);
+    assert_int_equal(cfg->controller_health_failure_percent, 50);
+    assert_int_equal(cfg->controller_failback_dwell_seconds, 600);
+    assert_int_equal(cfg->controller_readiness_interval_seconds, 60);
+    assert_int_equal(cfg->controller_drain_check_interval_ms, 1000);
+    assert_int_equal(cfg->controller_command_max_age_seconds, 900);
     assert_string_equal(cfg->regions[0].ses_endpoint,
                         "http://127.0.0.1:4581");
     assert_string_equal(cfg->regions[1].ses_endpoint,
@@ -146,6 +159,13 @@ errors_name_the_key(void **state)
         { "deliver:\n  dsn_from: \"Bounce <b@acme.example>\"\n",
           "key 'deliver.dsn_from': 'Bounce <b@acme.example>' is not an "
           "address" },
+        { "controller:\n  failback_dwell_seconds: -5\n",
+          "key 'controller.failback_dwell_seconds': -5 is out of range "
+          "[0, 604800]" },
+        { "controller:\n  health_failure_percent: 101\n",
+          "key 'controller.health_failure_percent': 101 is out of range "
+          "[1, 100]" },
+        { "controller:\n  dwell: 5\n", "unknown key 'controller.dwell'" },
         { "deliver:\n  region: mars-1\n",
           "key 'deliver.region': region 'mars-1' is not listed" },
         { "  - name: dup\n    home_region: eu-west-1\n"
