@@ -163,6 +163,13 @@ bench-ingress: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/bench-ingress
 
+# ferry-deliver's throughput against ses-local; scripts/bench-deliver
+# describes the runs and the columns of its table.
+.PHONY: bench-deliver
+bench-deliver: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/bench-deliver
+
 check:
 	$(Q)shellcheck scripts/install-deps scripts/kafka-local .ci/run
 
