@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "awscred.h"
 #include "log.h"
 #include "sigv4.h"
 #include "util.h"
@@ -24,6 +25,13 @@
  * arrives after the network delay, while SigV4 tolerates 5 minutes.
  */
 #define SES_CLOCK_SKEW_MIN_MS 60000
+
+/*
+ * Bound on one STS call, which blocks the delivery loop, and the wait
+ * before another attempt after a failed renewal.
+ */
+#define SES_STS_TIMEOUT_MS 10000
+#define SES_STS_RETRY_MS   30000
 
 struct ses_request {
     struct ses_client  *client;
@@ -52,6 +60,7 @@ struct ses_client {
     struct ses_request    *requests;
     size_t                 in_flight;
     int64_t                clock_offset_ms;
+    int64_t                refresh_at_ms;   /* web identity: renew keys */
 };
 
 static int ses_client_start(struct ses_client *client, const char *method,
@@ -62,6 +71,9 @@ static void ses_client_finish(struct ses_client *client,
                               struct ses_request *req, CURLcode code);
 static void ses_client_note_date(struct ses_client *client,
                                  const char *date);
+static int ses_client_fetch_credentials(struct ses_client *client,
+                                        char *err, size_t errlen);
+static void ses_client_refresh_credentials(struct ses_client *client);
 static void ses_request_unlink(struct ses_client *client,
                                struct ses_request *req);
 static void ses_request_free(struct ses_request *req);
@@ -140,28 +152,7 @@ int
 ses_credentials_from_env(struct ses_credentials *creds, char *err,
                          size_t errlen)
 {
-    static const char *const required[] = {
-        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
-    };
-    const char *token = getenv("AWS_SESSION_TOKEN");
-
-    memset(creds, 0, sizeof(*creds));
-    for (size_t i = 0; i < 2; i++) {
-        const char *value = getenv(required[i]);
-
-        if (value == NULL || value[0] == '\0') {
-            snprintf(err, errlen, "%s is not set in the environment; SES "
-                     "needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                     "plus AWS_SESSION_TOKEN for temporary credentials",
-                     required[i]);
-            return -1;
-        }
-    }
-    creds->access_key_id = xstrdup(getenv("AWS_ACCESS_KEY_ID"));
-    creds->secret_access_key = xstrdup(getenv("AWS_SECRET_ACCESS_KEY"));
-    if (token != NULL && token[0] != '\0')
-        creds->session_token = xstrdup(token);
-    return 0;
+    return awscred_load(creds, err, errlen);
 }
 
 
@@ -177,6 +168,10 @@ ses_credentials_fini(struct ses_credentials *creds)
         free(creds->secret_access_key);
     }
     free(creds->session_token);
+    free(creds->role_arn);
+    free(creds->web_identity_token_file);
+    free(creds->role_session_name);
+    free(creds->sts_endpoint);
     memset(creds, 0, sizeof(*creds));
 }
 
@@ -436,11 +431,10 @@ ses_client_new(const struct ses_client_options *opts, char *err,
     client->max_in_flight = opts->max_in_flight > 0 ? opts->max_in_flight
                                                     : 1;
     client->done = opts->done;
-    client->creds.access_key_id = xstrdup(opts->creds->access_key_id);
-    client->creds.secret_access_key =
-        xstrdup(opts->creds->secret_access_key);
-    if (opts->creds->session_token != NULL)
-        client->creds.session_token = xstrdup(opts->creds->session_token);
+    awscred_copy(&client->creds, opts->creds);
+    if (client->creds.role_arn != NULL &&
+        ses_client_fetch_credentials(client, err, errlen) == -1)
+        goto fail;
 
     if (ses_endpoint_host(opts->endpoint, client->host,
                           sizeof(client->host)) == -1) {
@@ -586,6 +580,7 @@ ses_client_start(struct ses_client *client, const char *method,
         client->creds.access_key_id, client->creds.secret_access_key,
         client->creds.session_token
     };
+    ses_client_refresh_credentials(client);
     when = (time_t)((util_now_ms() + client->clock_offset_ms) / 1000);
     if (sigv4_sign(&sreq, &creds, client->region, SES_SERVICE, when, &sig,
                    err, errlen) == -1)
@@ -780,6 +775,51 @@ ses_parse_body(const struct ses_request *req, struct ses_outcome *out,
 
 out:
     json_decref(root);
+}
+
+
+/* Fetches web identity keys from STS and sets the next renewal time. */
+static int
+ses_client_fetch_credentials(struct ses_client *client, char *err,
+                             size_t errlen)
+{
+    int64_t now = util_now_ms();
+
+    if (awscred_fetch_web_identity(&client->creds, client->region,
+                                   SES_STS_TIMEOUT_MS, err, errlen) == -1)
+        return -1;
+    client->refresh_at_ms = awscred_refresh_at(now,
+                                               client->creds.expires_at_ms);
+    log_info(NULL, "credentials-fetched", "region=%s source=web-identity "
+             "role=%s expires_in_s=%lld", client->region,
+             client->creds.role_arn,
+             (long long)(client->creds.expires_at_ms - now) / 1000);
+    return 0;
+}
+
+
+/*
+ * Renews web identity keys once their renewal time has come. When STS
+ * fails, the old keys are used until they expire. SES then rejects the
+ * requests as a local fault, which stops sending without dead-lettering,
+ * and the next attempt after SES_STS_RETRY_MS may succeed.
+ */
+static void
+ses_client_refresh_credentials(struct ses_client *client)
+{
+    char err[512], quoted[600];
+
+    if (client->creds.role_arn == NULL ||
+        util_now_ms() < client->refresh_at_ms)
+        return;
+    if (ses_client_fetch_credentials(client, err, sizeof(err)) == 0)
+        return;
+    client->refresh_at_ms = util_now_ms() + SES_STS_RETRY_MS;
+    log_error(NULL, "credentials-refresh-failed", "region=%s "
+              "expires_in_s=%lld retry_in_ms=%d reason=%s", client->region,
+              (long long)(client->creds.expires_at_ms - util_now_ms()) /
+                  1000,
+              SES_STS_RETRY_MS, log_quote(quoted, sizeof(quoted), err));
 }
 
 

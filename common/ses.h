@@ -33,10 +33,18 @@ enum ses_result {
     SES_REJECTED        /* this message can never be sent: dead-letter it */
 };
 
+/* AWS credentials; awscred.h lists where they come from. */
 struct ses_credentials {
-    char *access_key_id;
-    char *secret_access_key;
-    char *session_token;            /* NULL when none is set */
+    char   *access_key_id;
+    char   *secret_access_key;
+    char   *session_token;          /* NULL when none is set */
+
+    /* Web identity: set when the keys are fetched from STS and renewed. */
+    char   *role_arn;               /* NULL for fixed keys */
+    char   *web_identity_token_file;
+    char   *role_session_name;
+    char   *sts_endpoint;           /* NULL: https://sts.REGION.amazonaws.com */
+    int64_t expires_at_ms;          /* 0: the keys do not expire */
 };
 
 struct ses_email {
@@ -72,11 +80,22 @@ struct ses_client_options {
 
 struct ses_client;
 
-/* Reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN. */
+/*
+ * Loads the credentials from the first configured source: the environment
+ * variables, a web identity or the shared credentials file, as
+ * awscred_load() in awscred.h describes. Web identity keys are fetched
+ * later, by ses_client_new().
+ */
 int ses_credentials_from_env(struct ses_credentials *creds, char *err,
                              size_t errlen);
 void ses_credentials_fini(struct ses_credentials *creds);
 
+/*
+ * Creates the client with a copy of opts->creds. With a web identity it
+ * fetches the first temporary keys from STS here, and fails when it
+ * cannot. Each request started after the renewal time fetches new keys
+ * first (see awscred_refresh_at()).
+ */
 struct ses_client *ses_client_new(const struct ses_client_options *opts,
                                   char *err, size_t errlen);
 void ses_client_free(struct ses_client *client);

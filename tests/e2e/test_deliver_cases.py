@@ -7,10 +7,10 @@ then checks three sources of truth: the ses-local ledger (what SES
 accepted), the dead-letter topic mail.us-east-1.dead, and the committed
 offsets of the group ferry-deliver.us-east-1.
 
-The invariant that no offset is committed past a message that is not done
-is checked from outside: a watcher thread repeatedly reads the committed
-offsets first and then the ledger and the dead-letter topic, and every
-record below a committed offset must already be in one of the two.
+A watcher thread checks from outside that no offset is committed past a
+message that is not done. It reads the committed offsets first, then the
+ledger and the dead-letter topic, and every record below a committed
+offset must already be in one of the two.
 """
 
 import collections
@@ -21,6 +21,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -589,6 +590,83 @@ def test_wrong_secret_is_local_fault(stack):
     stack.start_worker("right")
     assert wait_drained(stack, timeout=60) == 0
     assert_each_once(stack, ids)
+
+
+def test_shared_credentials_file_profile(stack, tmp_path):
+    path = tmp_path / "credentials"
+    path.write_text(
+        "[default]\naws_access_key_id = AKIDWRONG\n"
+        "aws_secret_access_key = wrong\n\n"
+        "[ferry]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+        % (ferrystack.ACCESS_KEY_ID, ferrystack.SECRET_ACCESS_KEY))
+    stack.start_worker("file", {
+        "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": str(path), "AWS_PROFILE": "ferry"})
+    ids = send(stack, "profile", 5)
+    assert wait_drained(stack, timeout=60) == 0
+    assert_each_once(stack, ids)
+
+
+def start_sts(stack, token, duration_seconds):
+    """Start scripts/sts-local on the stack's port base + 25."""
+    port = stack.base_port + 25
+    argv = [sys.executable,
+            os.path.join(ferrystack.ROOT, "scripts", "sts-local"),
+            "--port", str(port), "--token", token,
+            "--access-key-id", ferrystack.ACCESS_KEY_ID,
+            "--secret-access-key", ferrystack.SECRET_ACCESS_KEY,
+            "--duration-seconds", str(duration_seconds)]
+    proc = stack.spawn("sts", argv)
+    assert ferrystack.wait_for_port(port, 20, proc), stack.tail("sts")
+    return port
+
+
+def web_identity_env(port, token_file):
+    return {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+            "AWS_ROLE_ARN": "arn:aws:iam::000000000000:role/ferry-deliver",
+            "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+            "AWS_STS_ENDPOINT": "http://127.0.0.1:%d" % port}
+
+
+def test_web_identity_keys_renewed(stack, tmp_path):
+    """Keys from sts-local live 6 s, so the worker renews them half-way,
+    before the second batch."""
+    token_file = tmp_path / "token"
+    token_file.write_text("ferry-web-identity-token\n")
+    port = start_sts(stack, "ferry-web-identity-token", 6)
+    try:
+        stack.start_worker("web", web_identity_env(port, token_file))
+        first = send(stack, "web-identity-1", 5)
+        assert wait_drained(stack, timeout=60) == 0
+        time.sleep(4)
+        second = send(stack, "web-identity-2", 5)
+        assert wait_drained(stack, timeout=60) == 0
+        with urllib.request.urlopen("http://127.0.0.1:%d/_sts/stats" % port,
+                                    timeout=10) as response:
+            stats = json.loads(response.read())
+    finally:
+        stack.stop_process("sts")
+    assert_each_once(stack, first + second)
+    assert stats["issued"] >= 2
+    assert len(events(stack.worker_log("web"), "credentials-fetched")) >= 2
+
+
+def test_web_identity_rejected_token(stack, tmp_path):
+    """A token STS rejects stops the worker at start, with the STS error."""
+    token_file = tmp_path / "token"
+    token_file.write_text("not-the-token")
+    port = start_sts(stack, "ferry-web-identity-token", 60)
+    env = stack.daemon_env()
+    env.update(web_identity_env(port, token_file))
+    try:
+        result = subprocess.run(
+            [os.path.join(ferrystack.BUILD, "ferry-deliver"), "-c",
+             stack.config_path, "--region", REGION],
+            env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        stack.stop_process("sts")
+    assert result.returncode == 1
+    assert "InvalidIdentityToken" in result.stderr
 
 
 # Clock skew

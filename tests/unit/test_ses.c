@@ -444,7 +444,9 @@ send_to_stub(struct stub_server *srv, const char *response,
         sizeof(raw) - 1
     };
     struct ses_credentials    creds = {
-        "AKIDFERRYLOCAL", "ferry-local-secret", (char *)token
+        .access_key_id = "AKIDFERRYLOCAL",
+        .secret_access_key = "ferry-local-secret",
+        .session_token = (char *)token,
     };
     char                      endpoint[64];
     char                      err[256] = "";
@@ -636,7 +638,9 @@ client_get_account_request(void **state)
 {
     struct stub_server        srv;
     struct captured           cap = { 0 };
-    struct ses_credentials    creds = { "AKIDFERRYLOCAL", "secret", NULL };
+    struct ses_credentials    creds = {
+        .access_key_id = "AKIDFERRYLOCAL", .secret_access_key = "secret"
+    };
     char                      endpoint[64];
     char                      err[256];
     char                      authz[512];
@@ -677,7 +681,9 @@ client_get_account_request(void **state)
 static void
 client_refused_is_retry(void **state)
 {
-    struct ses_credentials    creds = { "AKID", "secret", NULL };
+    struct ses_credentials    creds = {
+        .access_key_id = "AKID", .secret_access_key = "secret"
+    };
     struct ses_client_options opts = {
         "us-east-1", "http://127.0.0.1:1", &creds, 2000, 1, capture_outcome
     };
@@ -711,7 +717,9 @@ client_refused_is_retry(void **state)
 static void
 client_cancel_skips_callback(void **state)
 {
-    struct ses_credentials    creds = { "AKID", "secret", NULL };
+    struct ses_credentials    creds = {
+        .access_key_id = "AKID", .secret_access_key = "secret"
+    };
     struct ses_client_options opts = {
         "us-east-1", "http://127.0.0.1:1", &creds, 2000, 2, capture_outcome
     };
