@@ -78,6 +78,9 @@ class SesLocalServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # Python's default listen backlog of 5 drops connections when a worker
+    # opens dozens at once, and the dropped ones wait out a client timeout.
+    request_queue_size = 128
 
     def __init__(self, address, service: SesService, verifier: SigV4Verifier,
                  faults: FaultInjector, latency_seconds: float):
@@ -100,6 +103,9 @@ class SesLocalServer(ThreadingHTTPServer):
 
 class SesRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle's algorithm on, the
+    # body waits for the client's delayed ACK of the headers (40 ms on Linux).
+    disable_nagle_algorithm = True
     server_version = "ses-local"
 
     def version_string(self) -> str:
