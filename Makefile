@@ -32,7 +32,7 @@ UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB         := $(BUILD)/libferry.a
 BINS        := $(BUILD)/ferry-ingress $(BUILD)/ferry-deliver \
-               $(BUILD)/ferryctl
+               $(BUILD)/ferryctl $(BUILD)/ferry-controller
 
 .PHONY: all deps test test-unit test-e2e demo check style asan bench \
         bench-ingress clean fuzz test-fuzz
@@ -67,6 +67,10 @@ $(BUILD)/ferry-deliver: $(DELIVER_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/ferryctl: $(CTL_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/ferry-controller: $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

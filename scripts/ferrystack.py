@@ -228,6 +228,17 @@ class Stack:
             raise StackError("ferry-deliver for %s exited at start:\n%s"
                              % (region, self.tail("deliver-" + region)))
 
+    def start_controller(self, config_path=None, name="controller"):
+        """Start a ferry-controller; it is not part of start()."""
+        argv = [os.path.join(BUILD, "ferry-controller"), "-c",
+                config_path or self.config_path]
+        proc = self.spawn(name, argv, env=self.daemon_env())
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            raise StackError("ferry-controller exited at start:\n%s"
+                             % self.tail(name))
+        return proc
+
     def start(self):
         os.makedirs(self.state_dir, exist_ok=True)
         self.write_config()
