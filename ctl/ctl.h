@@ -37,11 +37,13 @@ enum ctl_option {
     CTL_OPT_TO_TOPIC,
     CTL_OPT_PARTITIONS,
     CTL_OPT_INCLUDE_DELIVERED,
-    CTL_OPT_SINCE
+    CTL_OPT_SINCE,
+    CTL_OPT_REGION,
+    CTL_OPT_REASON
 };
 
 struct ctl {
-    const char    *command;         /* "lag", "replay", "trace" */
+    const char    *command;         /* "lag", "replay", ... */
     struct config *cfg;             /* NULL without -c */
     char          *bootstrap;       /* --bootstrap, else the config's */
 };

@@ -1,12 +1,13 @@
 /*
  * ferryctl: the operator's tool for Ferry. Subcommands: lag, replay,
- * trace; each takes --help.
+ * trace, failover; each takes --help.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "ctl_failover.h"
 #include "ctl_lag.h"
 #include "ctl_replay.h"
 #include "ctl_trace.h"
@@ -24,6 +25,8 @@ static const struct ctl_command ctl_commands[] = {
       "re-publish the records of a time window, dry run by default" },
     { "trace", ctl_trace_main,
       "find a message by envelope id or Message-ID and show its state" },
+    { "failover", ctl_failover_main,
+      "show the failover state or send the controller a command" },
 };
 
 static void ctl_on_signal(int sig);

@@ -1,0 +1,140 @@
+"""Failover driven by operators with ferryctl, against a real controller.
+
+`ferryctl failover force` writes a command record to ferry.control; the
+controller must drain us-east-1 to us-west-2 and publish SECONDARY, which
+`ferryctl failover status` must then show with the hold flag set.
+`failback` brings the region back to PRIMARY and `release` clears hold.
+"""
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+import ferrystack
+from test_controller import (CONTROLLER_KEYS, REGION, SECONDARY,
+                             control_states, log_size, ses_control,
+                             wait_for_log)
+
+BASE_PORT = int(os.environ.get("FERRY_TEST_PORT", "29092")) + 300
+FERRYCTL = os.path.join(ferrystack.BUILD, "ferryctl")
+
+
+def failover(stack, *args):
+    return subprocess.run([FERRYCTL, "failover"] + list(args) +
+                          ["-c", stack.config_path],
+                          capture_output=True, text=True, timeout=60)
+
+
+def status_rows(stack):
+    """Return {region: {column: value}} from `ferryctl failover status`."""
+    result = failover(stack, "status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = lines[0].split()
+    rows = {}
+    for line in lines[2:]:
+        cells = re.split(r"\s{2,}", line.strip(), maxsplit=len(header) - 1)
+        if len(cells) >= len(header) - 1:
+            rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
+def wait_for_status(stack, region, state, timeout=60):
+    deadline = time.monotonic() + timeout
+    rows = {}
+    while time.monotonic() < deadline:
+        rows = status_rows(stack)
+        if rows.get(region, {}).get("STATE") == state:
+            return rows[region]
+        time.sleep(0.5)
+    pytest.fail("status never showed %s %s; last rows: %r"
+                % (region, state, rows))
+
+
+@pytest.fixture(scope="module")
+def fstack(tmp_path_factory):
+    state_dir = str(tmp_path_factory.mktemp("failover"))
+    with ferrystack.Stack(state_dir, base_port=BASE_PORT,
+                          log=lambda text: None) as running:
+        config = os.path.join(state_dir, "controller.yaml")
+        with open(running.config_path) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text + CONTROLLER_KEYS)
+        running.controller_config = config
+        ses_control(running, SECONDARY, "identities",
+                    {"identities": ["acme.example", "lumiere.example"]})
+        yield running
+
+
+def test_status_without_records(fstack):
+    result = failover(fstack, "status")
+    assert result.returncode == 0, result.stderr
+    assert "no state records in ferry.control" in result.stdout
+
+
+def test_command_without_region_is_usage_error(fstack):
+    result = failover(fstack, "force")
+    assert result.returncode == 64
+    assert "force needs --region R" in result.stderr
+
+
+def test_force_failback_and_release(fstack):
+    start = log_size(fstack, "controller") \
+        if os.path.exists(fstack.log_path("controller")) else 0
+    fstack.start_controller(fstack.controller_config)
+    try:
+        row = wait_for_status(fstack, REGION, "PRIMARY")
+        assert row["EPOCH"] == "1"
+        assert row["HOLD"] == "no"
+
+        result = failover(fstack, "force", "--region", REGION,
+                          "--reason", "e2e drill")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(
+            "wrote force-failover for %s at ferry.control offset " % REGION)
+        wait_for_log(fstack, "controller", r"command region=us-east-1 "
+                     r"command=force-failover .* by=ferryctl:", after=start)
+        wait_for_log(fstack, "controller", r"transition region=us-east-1 "
+                     r"from=PRIMARY to=DRAINING_PRIMARY", after=start)
+
+        # The primary worker does not yet leave its group on a control
+        # record, so the drain finishes once it is stopped.
+        fstack.stop_process("deliver-" + REGION)
+        row = wait_for_status(fstack, REGION, "SECONDARY")
+        assert row["HOLD"] == "yes"
+        assert row["EPOCH"] == "3"
+        assert "ferry-takeover.us-east-1" in row["REASON"]
+
+        result = failover(fstack, "failback", "--region", REGION)
+        assert result.returncode == 0, result.stderr
+        row = wait_for_status(fstack, REGION, "PRIMARY")
+        assert row["HOLD"] == "yes"
+        assert row["EPOCH"] == "5"
+
+        result = failover(fstack, "release", "--region", REGION)
+        assert result.returncode == 0, result.stderr
+        wait_for_log(fstack, "controller", r"published region=us-east-1 "
+                     r"from=PRIMARY to=PRIMARY epoch=6 hold=0", after=start)
+        row = status_rows(fstack)[REGION]
+        assert row["STATE"] == "PRIMARY"
+        assert row["HOLD"] == "no"
+        assert row["REASON"] == "operator: release"
+
+        states = [s["state"] for s in control_states(fstack)]
+        assert states == ["PRIMARY", "DRAINING_PRIMARY", "SECONDARY",
+                          "DRAINING_SECONDARY", "PRIMARY", "PRIMARY"]
+    finally:
+        assert fstack.stop_process("controller") == 0
+        fstack.start_deliver(REGION)
+
+
+def test_status_of_one_region(fstack):
+    rows = status_rows(fstack)
+    assert REGION in rows
+    result = failover(fstack, "status", "--region", SECONDARY)
+    assert result.returncode == 0, result.stderr
+    assert "no state records in ferry.control for us-west-2" in result.stdout
