@@ -20,6 +20,9 @@
 /* Records taken from one consumer in one loop turn. */
 #define DELIVER_CONSUME_BATCH 256
 
+/* Maximum wait at start for the end of ferry.control. */
+#define DELIVER_CONTROL_WAIT_MS 10000
+
 /* Time left for delivery reports after the consumers closed. */
 #define DELIVER_FLUSH_MS 10000
 
@@ -142,6 +145,16 @@ deliver_new(const struct config *cfg, const char *region,
         deliver_new_consumer(d, &d->sources[1], ".pinned", err,
                              errlen) == -1)
         goto fail;
+
+    /* The failover state decides whether mail.R is consumed at all. */
+    if (follow_start(d, DELIVER_CONTROL_WAIT_MS, err, errlen) == -1)
+        goto fail;
+    if (deliver_subscribe(&d->sources[1]) == -1 ||
+        (follow_consuming(&d->follow) &&
+         deliver_subscribe(&d->sources[0]) == -1)) {
+        snprintf(err, errlen, "cannot subscribe to the mail topics");
+        goto fail;
+    }
     return d;
 
 fail:
@@ -203,9 +216,7 @@ deliver_new_consumer(struct deliver *d, struct deliver_source *src,
                      const char *suffix, char *err, size_t errlen)
 {
     rd_kafka_conf_t                 *conf;
-    rd_kafka_topic_partition_list_t *topics = NULL;
     rd_kafka_queue_t                *q;
-    rd_kafka_resp_err_t              kerr;
     char                             errstr[512];
 
     src->d = d;
@@ -252,21 +263,34 @@ deliver_new_consumer(struct deliver *d, struct deliver_source *src,
     deliver_watch_queue(d, q);
     rd_kafka_queue_destroy(q);
 
+    return 0;
+
+fail:
+    rd_kafka_conf_destroy(conf);
+    return -1;
+}
+
+
+int
+deliver_subscribe(struct deliver_source *src)
+{
+    rd_kafka_topic_partition_list_t *topics;
+    rd_kafka_resp_err_t              kerr;
+
     topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, src->topic,
                                       RD_KAFKA_PARTITION_UA);
     kerr = rd_kafka_subscribe(src->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(err, errlen, "cannot subscribe to %s: %s", src->topic,
-                 rd_kafka_err2str(kerr));
+        log_error(NULL, "subscribe-failed", "topic=%s group=%s reason=%s",
+                  src->topic, src->group, rd_kafka_err2name(kerr));
         return -1;
     }
+    src->subscribed = 1;
+    log_info(NULL, "subscribed", "topic=%s group=%s", src->topic,
+             src->group);
     return 0;
-
-fail:
-    rd_kafka_conf_destroy(conf);
-    return -1;
 }
 
 
@@ -365,7 +389,7 @@ deliver_run(struct deliver *d, volatile sig_atomic_t *stop)
 }
 
 
-/* Waits for events, then serves SES, the producer and both consumers. */
+/* Waits for events, then serves SES, the producer and the consumers. */
 static void
 deliver_serve(struct deliver *d, int timeout_ms)
 {
@@ -374,6 +398,7 @@ deliver_serve(struct deliver *d, int timeout_ms)
                   "interface failed\"", d->region);
     deliver_drain_wake(d);
     rd_kafka_poll(d->producer, 0);
+    follow_poll(d);
     deliver_consume(&d->sources[0]);
     deliver_consume(&d->sources[1]);
 }
@@ -478,6 +503,7 @@ deliver_drain(struct deliver *d, int64_t grace_ms)
             log_warn(NULL, "close-failed", "topic=%s reason=%s",
                      d->sources[s].topic, rd_kafka_err2name(err));
     }
+    follow_fini(&d->follow);
     if (rd_kafka_flush(d->producer, DELIVER_FLUSH_MS) !=
         RD_KAFKA_RESP_ERR_NO_ERROR)
         log_warn(NULL, "flush-timed-out", "region=%s records=%d",
@@ -492,6 +518,7 @@ deliver_free(struct deliver *d)
         return;
 
     /* Handles first: destroying them may still call back into d. */
+    follow_fini(&d->follow);
     for (int s = 0; s < 2; s++)
         if (d->sources[s].rk != NULL)
             rd_kafka_destroy(d->sources[s].rk);

@@ -6,7 +6,9 @@
  * message is done when SES accepted it and its ferry.delivered record is
  * acknowledged, or when SES rejected it for good and its mail.R.dead
  * records are acknowledged. Offsets are committed per partition only up to
- * the first message not yet done (see window.h).
+ * the first message not yet done (see window.h). mail.R is consumed only
+ * while the region's failover state in ferry.control is PRIMARY
+ * (follow.h).
  *
  * One application thread runs everything. It waits in ses_client_run() on
  * the SES sockets and on a pipe that librdkafka writes to when one of its
@@ -28,6 +30,7 @@
 #include "account.h"
 #include "config.h"
 #include "dedup.h"
+#include "follow.h"
 #include "outbound.h"
 #include "pacing.h"
 #include "report.h"
@@ -55,6 +58,7 @@ struct deliver_source {
     char                      topic[256];
     char                      group[256];
     struct deliver_partition *parts;
+    int                       subscribed;   /* as last requested */
 };
 
 struct deliver {
@@ -82,6 +86,7 @@ struct deliver {
     struct account         account;         /* where the rate comes from */
     struct report          report;          /* ferry.health counts */
     struct outbound       *orphans;         /* dropped, reports pending */
+    struct follow          follow;          /* failover state of region */
 };
 
 /* Exit statuses of ferry-deliver (sysexits.h values). */
@@ -98,6 +103,12 @@ int deliver_check(const struct config *cfg, const char *region, char *err,
 struct deliver *deliver_new(const struct config *cfg, const char *region,
                             const struct ses_credentials *creds, char *err,
                             size_t errlen);
+
+/*
+ * Subscribes src to its topic. Returns -1 and logs when librdkafka
+ * rejects the subscription.
+ */
+int deliver_subscribe(struct deliver_source *src);
 
 /* Runs until *stop is set; returns 0, or -1 after a fatal Kafka error. */
 int deliver_run(struct deliver *d, volatile sig_atomic_t *stop);

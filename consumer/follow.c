@@ -1,0 +1,205 @@
+#include "follow.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "deliver.h"
+#include "kafka.h"
+#include "log.h"
+#include "util.h"
+
+/* Records taken from ferry.control in one loop turn. */
+#define FOLLOW_POLL_BATCH 64
+
+static int follow_take(struct deliver *d, const rd_kafka_message_t *msg);
+static void follow_apply(struct deliver *d);
+
+
+int
+follow_start(struct deliver *d, int64_t wait_ms, char *err, size_t errlen)
+{
+    struct follow                   *f = &d->follow;
+    rd_kafka_conf_t                 *conf;
+    rd_kafka_topic_partition_list_t *parts;
+    rd_kafka_queue_t                *q;
+    rd_kafka_resp_err_t              kerr;
+    char                             group[128], errstr[512];
+    int64_t                          deadline;
+    int                              at_end = 0;
+
+    f->state = CONTROL_PRIMARY;
+    f->epoch = 0;
+
+    /*
+     * librdkafka 2.0.2 needs a group.id for rd_kafka_consumer_poll(). The
+     * consumer is only assign()ed and never commits, so the broker never
+     * records this group.
+     */
+    snprintf(group, sizeof(group), "ferry-deliver.%s.control.%ld",
+             d->region, (long)getpid());
+    if ((conf = kafka_conf_new(d->cfg, err, errlen)) == NULL)
+        return -1;
+    if (kafka_conf_set(conf, "group.id", group, err, errlen) == -1 ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", err,
+                       errlen) == -1 ||
+        kafka_conf_set(conf, "enable.auto.offset.store", "false", err,
+                       errlen) == -1 ||
+        kafka_conf_set(conf, "enable.partition.eof", "true", err,
+                       errlen) == -1) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    f->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (f->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "cannot create the Kafka consumer of %s: %s",
+                 CONTROL_TOPIC, errstr);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(f->rk);
+
+    parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, CONTROL_TOPIC, 0)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    kerr = rd_kafka_assign(f->rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "cannot assign %s: %s", CONTROL_TOPIC,
+                 rd_kafka_err2str(kerr));
+        return -1;
+    }
+
+    /* Read to the end before any mail group is joined. */
+    deadline = util_monotonic_ms() + wait_ms;
+    while (!at_end && util_monotonic_ms() < deadline) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(f->rk, 100);
+
+        if (msg == NULL)
+            continue;
+        at_end = follow_take(d, msg);
+        rd_kafka_message_destroy(msg);
+    }
+    if (!at_end)
+        log_warn(NULL, "control-unread", "region=%s topic=%s "
+                 "reason=\"end not reached in %lld ms\" effect=\"starting "
+                 "as %s\"", d->region, CONTROL_TOPIC, (long long)wait_ms,
+                 control_state_name(f->state));
+    log_info(NULL, "control-loaded", "region=%s state=%s epoch=%llu",
+             d->region, control_state_name(f->state),
+             (unsigned long long)f->epoch);
+
+    /* From here on the loop's wake pipe covers this consumer too. */
+    q = rd_kafka_queue_get_consumer(f->rk);
+    rd_kafka_queue_io_event_enable(q, d->wake[1], "1", 1);
+    rd_kafka_queue_destroy(q);
+    return 0;
+}
+
+
+void
+follow_poll(struct deliver *d)
+{
+    struct follow *f = &d->follow;
+
+    if (f->rk == NULL)
+        return;
+    for (int i = 0; i < FOLLOW_POLL_BATCH; i++) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(f->rk, 0);
+
+        if (msg == NULL)
+            break;
+        follow_take(d, msg);
+        rd_kafka_message_destroy(msg);
+    }
+    follow_apply(d);
+}
+
+
+int
+follow_consuming(const struct follow *f)
+{
+    return f->state == CONTROL_PRIMARY;
+}
+
+
+void
+follow_fini(struct follow *f)
+{
+    if (f->rk == NULL)
+        return;
+    rd_kafka_consumer_close(f->rk);
+    rd_kafka_destroy(f->rk);
+    f->rk = NULL;
+}
+
+
+/*
+ * Adopts the state record of msg when it is this region's and newer than
+ * the last one. Returns 1 at the end of the partition.
+ */
+static int
+follow_take(struct deliver *d, const rd_kafka_message_t *msg)
+{
+    struct follow           *f = &d->follow;
+    struct control           rec;
+    struct control_command   cmd;
+    enum control_record_kind kind;
+
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        return 1;
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_warn(NULL, "control-error", "topic=%s reason=\"%s\"",
+                 CONTROL_TOPIC, rd_kafka_message_errstr(msg));
+        return 0;
+    }
+    if (msg->payload == NULL)
+        return 0;
+    if (control_decode(msg->payload, msg->len, &kind, &rec, &cmd) == -1) {
+        log_warn(NULL, "control-invalid", "topic=%s offset=%lld",
+                 CONTROL_TOPIC, (long long)msg->offset);
+        return 0;
+    }
+    if (kind != CONTROL_RECORD_STATE || strcmp(rec.region, d->region) != 0 ||
+        rec.epoch <= f->epoch)
+        return 0;
+    if (rec.state != f->state)
+        log_info(NULL, "control-state", "region=%s from=%s to=%s "
+                 "epoch=%llu", d->region, control_state_name(f->state),
+                 control_state_name(rec.state),
+                 (unsigned long long)rec.epoch);
+    f->state = rec.state;
+    f->epoch = rec.epoch;
+    return 0;
+}
+
+
+/* Joins or leaves group ferry-deliver.R to match the state. */
+static void
+follow_apply(struct deliver *d)
+{
+    struct deliver_source *src = &d->sources[0];
+
+    /* During shutdown deliver_drain() closes the consumer anyway. */
+    if (d->stopping || follow_consuming(&d->follow) == src->subscribed)
+        return;
+    if (follow_consuming(&d->follow)) {
+        deliver_subscribe(src);
+        return;
+    }
+
+    /*
+     * The revocation that unsubscribe() starts runs group_release() from
+     * the next consumer poll: it lets sends in flight end, commits the
+     * finished offsets and then the consumer leaves the group.
+     */
+    if (rd_kafka_unsubscribe(src->rk) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_warn(NULL, "unsubscribe-failed", "topic=%s group=%s",
+                 src->topic, src->group);
+        return;
+    }
+    src->subscribed = 0;
+    log_info(NULL, "group-left", "topic=%s group=%s state=%s epoch=%llu",
+             src->topic, src->group, control_state_name(d->follow.state),
+             (unsigned long long)d->follow.epoch);
+}
