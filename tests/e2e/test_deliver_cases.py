@@ -747,7 +747,9 @@ def test_throttled_minute_no_rebalance(stack):
 
 
 def test_killed_worker_loses_nothing(stack):
-    stack.restart_ses(REGION, extra=["--latency-ms", "150"])
+    # 1 s per request keeps the batch of 200 going for over 10 s at 16 in
+    # flight, so the kill lands in the middle of it.
+    stack.restart_ses(REGION, extra=["--latency-ms", "1000"])
     try:
         ids = send(stack, "kill", 200)
         stack.start_worker("a")
