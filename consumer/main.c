@@ -38,8 +38,12 @@ main_usage(FILE *out)
             "deliver.region\n"
             "  --check-config     check the configuration, print "
             "\"FILE: ok\" and exit\n"
-            "SES credentials come from AWS_ACCESS_KEY_ID, "
-            "AWS_SECRET_ACCESS_KEY and\nAWS_SESSION_TOKEN.\n");
+            "SES credentials come, in this order, from AWS_ACCESS_KEY_ID,\n"
+            "AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; from a web "
+            "identity\n(AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, "
+            "exchanged at STS); or\nfrom the shared credentials file "
+            "(AWS_SHARED_CREDENTIALS_FILE or\n~/.aws/credentials, profile "
+            "AWS_PROFILE or default).\n");
 }
 
 
