@@ -681,7 +681,7 @@ config_read_orgs(struct config_reader *r, struct config *cfg,
          item < seq->data.sequence.items.top; item++) {
         yaml_node_t *vn = yaml_document_get_node(&r->doc, *item);
 
-        /* Counted first, so config_org_by_domain() sees earlier orgs. */
+        /* Counted first, so config_org_by_domain() finds earlier orgs. */
         cfg->norgs++;
         if (config_read_org(r, cfg, vn, cfg->norgs - 1) == -1)
             return -1;

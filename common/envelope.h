@@ -1,7 +1,7 @@
 /*
  * envelope: one accepted message (or one chunk of it) and its wire codec.
  *
- * This is the only interface to proto/envelope.proto; no other file sees
+ * This is the only interface to proto/envelope.proto; no other file includes
  * the generated protobuf-c types.
  */
 #ifndef FERRY_ENVELOPE_H

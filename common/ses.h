@@ -8,7 +8,7 @@
  * request with a new date and signature.
  *
  * Every response, and every failure to get one, is classified into one
- * enum ses_result, which tells the caller what to do with the message:
+ * enum ses_result, which decides what the caller does with the message:
  * record it as delivered, back off, stop the region, stop for a local
  * fault, or dead-letter it.
  */

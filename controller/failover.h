@@ -26,7 +26,7 @@
 
 #include "control.h"
 
-/* A region's SES health as the controller sees it. */
+/* A region's SES health as the controller judges it. */
 enum failover_health {
     FAILOVER_HEALTH_UNKNOWN,        /* no evidence either way */
     FAILOVER_HEALTH_UP,

@@ -24,7 +24,7 @@ verdict_probes_note(struct verdict_probes *p,
         if (p->failing_since_ms < 0)
             p->failing_since_ms = now_ms;
     } else if (outcome != VERDICT_PROBE_NO_EVIDENCE) {
-        /* Only an answer from SES ends a run of failures. */
+        /* Only a response from SES ends a run of failures. */
         p->failing_since_ms = -1;
     }
 }

@@ -5,8 +5,8 @@
  * Probes: the controller's own GetAccount calls. SES is down when it
  * reports SendingEnabled false or an account-wide stop, or when every
  * call has failed with a 5xx, a timeout or a reset for at least
- * failure_ms. Throttling, bad credentials and clock skew say nothing
- * about SES's health.
+ * failure_ms. Throttling, bad credentials and clock skew are not
+ * signs of SES being down.
  *
  * Workers: the ferry.health records of the region whose interval ended
  * within the window. SES is down when a record counts region_down, when a

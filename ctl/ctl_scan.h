@@ -54,7 +54,7 @@ int ctl_scan_run(rd_kafka_t *rk, struct ctl_scan_range *ranges,
  * Sets start of every range to the first offset whose timestamp is at or
  * after ms (rd_kafka_offsets_for_times), and end to the high watermark.
  * A partition with no such record gets start = end, so nothing is read
- * there: the END (-1) answer never becomes "read from the end". Every
+ * there: the END (-1) result never becomes "read from the end". Every
  * partition's own error is checked. Returns -1 and fills err on failure.
  */
 int ctl_scan_seek_time(rd_kafka_t *rk, struct ctl_scan_range *ranges,

@@ -119,7 +119,7 @@ void smtp_session_produce_done(struct smtp_session *s,
 void smtp_session_shutdown(struct smtp_session *s);
 
 /*
- * Starts over after a STARTTLS handshake: the session forgets the EHLO
+ * Starts over after a STARTTLS handshake: the session clears the EHLO
  * name, as RFC 3207 section 4.2 requires, and records protocol and cipher
  * for the Received header and the envelope. The caller discards every
  * octet the client sent before the handshake ended.

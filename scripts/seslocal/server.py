@@ -103,7 +103,7 @@ class SesLocalServer(ThreadingHTTPServer):
 
 class SesRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body leave in two writes; with Nagle's algorithm on, the
+    # Headers and body leave in two writes. With Nagle's algorithm on, the
     # body waits for the client's delayed ACK of the headers (40 ms on Linux).
     disable_nagle_algorithm = True
     server_version = "ses-local"
