@@ -425,7 +425,7 @@ def test_transient_failures_lose_nothing(stack):
     after SES accepted (the ambiguous case), while mail keeps coming."""
     stack.start_worker("a")
     faults = [("error", {"status": 503}), ("reset", {}), ("hang", {}),
-              ("drop_response", {"probability": 0.3, "count": 5})]
+              ("drop_response", {"probability": 1.0, "count": 3})]
     ids = []
     start = outcomes(stack)
     with CommitWatcher(stack) as watcher:
