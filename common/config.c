@@ -106,6 +106,7 @@ static const struct config_key config_ingress_keys[] = {
     KEY("max_commands", CONFIG_INT, ingress_max_commands, "10000", 10,
         10000000, NULL),
     KEY("max_errors", CONFIG_INT, ingress_max_errors, "20", 1, 10000, NULL),
+    KEY("http_listen", CONFIG_STRING, ingress_http_listen, "", 0, 0, NULL),
 };
 
 static const struct config_key config_deliver_keys[] = {
@@ -123,6 +124,7 @@ static const struct config_key config_deliver_keys[] = {
     KEY("health_interval_ms", CONFIG_INT, deliver_health_interval_ms, "5000",
         100, 600000, NULL),
     KEY("dsn_from", CONFIG_STRING, deliver_dsn_from, "", 0, 0, NULL),
+    KEY("http_listen", CONFIG_STRING, deliver_http_listen, "", 0, 0, NULL),
 };
 
 /*
@@ -153,6 +155,8 @@ static const struct config_key config_controller_keys[] = {
         controller_drain_check_interval_ms, "1000", 100, 600000, NULL),
     KEY("command_max_age_seconds", CONFIG_INT,
         controller_command_max_age_seconds, "900", 1, 604800, NULL),
+    KEY("http_listen", CONFIG_STRING, controller_http_listen, "", 0, 0,
+        NULL),
 };
 
 #undef KEY
@@ -191,6 +195,7 @@ static int config_read_orgs(struct config_reader *r, struct config *cfg,
                             yaml_node_t *seq);
 static int config_check(struct config_reader *r, struct config *cfg);
 static int config_is_address(const char *text);
+static int config_is_host_port(const char *text);
 static void config_defaults(struct config *cfg);
 
 
@@ -459,7 +464,8 @@ config_read_ingress(struct config_reader *r, struct config *cfg,
         "durability_check_interval_seconds", "command_timeout_seconds",
         "data_initiation_timeout_seconds", "data_block_timeout_seconds",
         "data_termination_timeout_seconds", "max_connections",
-        "max_connections_per_client", "max_commands", "max_errors", NULL
+        "max_connections_per_client", "max_commands", "max_errors",
+        "http_listen", NULL
     };
     yaml_node_pair_t *pair;
 
@@ -709,6 +715,25 @@ config_is_address(const char *text)
 }
 
 
+/*
+ * True for host:port or [IPv6]:port with a port from 1 to 65535, as the
+ * HTTP listeners take it.
+ */
+static int
+config_is_host_port(const char *text)
+{
+    const char *colon = strrchr(text, ':');
+    char       *end;
+    long        port;
+
+    if (colon == NULL || colon == text || colon[1] == '\0')
+        return 0;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    return errno == 0 && *end == '\0' && port >= 1 && port <= 65535;
+}
+
+
 static int
 config_check(struct config_reader *r, struct config *cfg)
 {
@@ -751,6 +776,23 @@ config_check(struct config_reader *r, struct config *cfg)
     if (cfg->deliver_retry_max_ms < cfg->deliver_retry_initial_ms)
         return config_fail(r, NULL, "key 'deliver.retry_max_ms' is smaller "
                            "than 'deliver.retry_initial_ms'");
+
+    {
+        static const char *const keys[] = {
+            "ingress.http_listen", "deliver.http_listen",
+            "controller.http_listen"
+        };
+        const char *values[] = {
+            cfg->ingress_http_listen, cfg->deliver_http_listen,
+            cfg->controller_http_listen
+        };
+
+        for (size_t i = 0; i < 3; i++)
+            if (values[i][0] != '\0' && !config_is_host_port(values[i]))
+                return config_fail(r, NULL, "key '%s': '%s' is not of the "
+                                   "form host:port with a port from 1 to "
+                                   "65535", keys[i], values[i]);
+    }
 
     /* Without ingress.regions a node serves every region listed. */
     if (cfg->ningress_regions == 0) {
@@ -844,7 +886,7 @@ config_load(const char *path, char *err, size_t errlen)
                 static const char *const dk[] = {
                     "region", "max_in_flight", "retry_initial_ms",
                     "retry_max_ms", "request_timeout_ms", "max_send_rate",
-                    "health_interval_ms", "dsn_from", NULL
+                    "health_interval_ms", "dsn_from", "http_listen", NULL
                 };
 
                 rc = config_read_section(&r, cfg, vn, "deliver",
@@ -859,7 +901,7 @@ config_load(const char *path, char *err, size_t errlen)
                     "health_window_seconds", "health_failure_percent",
                     "failback_dwell_seconds", "readiness_interval_seconds",
                     "drain_check_interval_ms", "command_max_age_seconds",
-                    NULL
+                    "http_listen", NULL
                 };
 
                 rc = config_read_section(&r, cfg, vn, "controller",
@@ -922,8 +964,11 @@ config_free(struct config *cfg)
     free(cfg->ingress_tls_key);
     config_free_strings(cfg->ingress_regions, cfg->ningress_regions);
     free(cfg->deliver_region);
+    free(cfg->ingress_http_listen);
     free(cfg->deliver_dsn_from);
+    free(cfg->deliver_http_listen);
     free(cfg->controller_id);
+    free(cfg->controller_http_listen);
     free(cfg->controller_secondary_region);
     for (size_t i = 0; i < cfg->nregions; i++) {
         free(cfg->regions[i].name);

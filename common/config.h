@@ -79,6 +79,7 @@ struct config {
     int64_t                ingress_max_connections_per_client;
     int64_t                ingress_max_commands;     /* per session */
     int64_t                ingress_max_errors;       /* per session */
+    char                  *ingress_http_listen;     /* host:port; "" off */
 
     char                  *deliver_region;          /* may be NULL */
     int64_t                deliver_max_in_flight;
@@ -89,6 +90,7 @@ struct config {
                                                        from GetAccount */
     int64_t                deliver_health_interval_ms;
     char                  *deliver_dsn_from;        /* "": no DSNs */
+    char                  *deliver_http_listen;     /* host:port; "" off */
 
     char                  *controller_id;           /* "": host:pid */
     char                  *controller_secondary_region;
@@ -101,6 +103,7 @@ struct config {
     int64_t                controller_readiness_interval_seconds;
     int64_t                controller_drain_check_interval_ms;
     int64_t                controller_command_max_age_seconds;
+    char                  *controller_http_listen;  /* host:port; "" off */
 
     struct region         *regions;
     size_t                 nregions;

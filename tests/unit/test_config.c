@@ -104,6 +104,9 @@ defaults_apply(void **state)
     assert_int_equal(cfg->deliver_health_interval_ms, 5000);
     assert_string_equal(cfg->deliver_dsn_from, "");
     assert_string_equal(cfg->controller_id, "");
+    assert_string_equal(cfg->ingress_http_listen, "");
+    assert_string_equal(cfg->deliver_http_listen, "");
+    assert_string_equal(cfg->controller_http_listen, "");
     assert_string_equal(cfg->controller_secondary_region, "us-west-2");
     assert_int_equal(cfg->controller_probe_interval_ms, 5000);
     assert_int_equal(cfg->controller_probe_timeout_ms, 5000);
@@ -166,6 +169,12 @@ errors_name_the_key(void **state)
           "key 'controller.health_failure_percent': 101 is out of range "
           "[1, 100]" },
         { "controller:\n  dwell: 5\n", "unknown key 'controller.dwell'" },
+        { "controller:\n  http_listen: \"0.0.0.0\"\n",
+          "key 'controller.http_listen': '0.0.0.0' is not of the form "
+          "host:port" },
+        { "deliver:\n  http_listen: \"127.0.0.1:70000\"\n",
+          "key 'deliver.http_listen': '127.0.0.1:70000' is not of the form "
+          "host:port" },
         { "deliver:\n  region: mars-1\n",
           "key 'deliver.region': region 'mars-1' is not listed" },
         { "  - name: dup\n    home_region: eu-west-1\n"
