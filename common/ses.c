@@ -17,6 +17,7 @@
 #define SES_SERVICE          "ses"
 #define SES_SEND_EMAIL_PATH  "/v2/email/outbound-emails"
 #define SES_ACCOUNT_PATH     "/v2/email/account"
+#define SES_IDENTITY_PATH    "/v2/email/identities/"
 #define SES_MAX_RESPONSE     (1024 * 1024)
 
 /*
@@ -511,6 +512,28 @@ ses_client_get_account(struct ses_client *client, void *opaque, char *err,
 {
     return ses_client_start(client, "GET", SES_ACCOUNT_PATH, NULL, 0, 0,
                             opaque, err, errlen);
+}
+
+
+int
+ses_client_get_email_identity(struct ses_client *client,
+                              const char *identity, void *opaque, char *err,
+                              size_t errlen)
+{
+    char path[512];
+
+    if (identity[0] == '\0' ||
+        identity[strspn(identity, "abcdefghijklmnopqrstuvwxyz"
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")]
+            != '\0' ||
+        strlen(identity) > 253) {
+        snprintf(err, errlen, "identity '%s' is not a domain name",
+                 identity);
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s%s", SES_IDENTITY_PATH, identity);
+    return ses_client_start(client, "GET", path, NULL, 0, 0, opaque, err,
+                            errlen);
 }
 
 

@@ -114,6 +114,17 @@ int ses_client_get_account(struct ses_client *client, void *opaque,
                            char *err, size_t errlen);
 
 /*
+ * Starts GetEmailIdentity for a domain identity; the callback's outcome
+ * carries the JSON body, and http_status 404 with error_type
+ * NotFoundException when the identity does not exist in the region.
+ * Returns -1 and fills err when identity is not a domain name (letters,
+ * digits, '-' and '.'), which keeps the URL path free of escapes.
+ */
+int ses_client_get_email_identity(struct ses_client *client,
+                                  const char *identity, void *opaque,
+                                  char *err, size_t errlen);
+
+/*
  * Drops the request started with opaque, without calling its callback.
  * SES may still have received it.
  */

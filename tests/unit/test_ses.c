@@ -679,6 +679,51 @@ client_get_account_request(void **state)
 
 
 static void
+client_get_email_identity_request(void **state)
+{
+    struct stub_server        srv;
+    struct captured           cap = { 0 };
+    struct ses_credentials    creds = {
+        .access_key_id = "AKIDFERRYLOCAL", .secret_access_key = "secret"
+    };
+    char                      endpoint[64];
+    char                      err[256];
+    struct ses_client_options opts = {
+        "us-west-2", endpoint, &creds, 5000, 1, capture_outcome
+    };
+    struct ses_client        *client;
+    int64_t                   deadline = util_monotonic_ms() + 10000;
+    static const char         request_line[] =
+        "GET /v2/email/identities/acme.example HTTP/1.1\r\n";
+
+    (void)state;
+    stub_start(&srv, "HTTP/1.1 404 Not Found\r\n"
+                     "x-amzn-ErrorType: NotFoundException\r\n"
+                     "Content-Length: 2\r\n"
+                     "Connection: close\r\n\r\n{}");
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", srv.port);
+    client = ses_client_new(&opts, err, sizeof(err));
+    assert_non_null(client);
+    assert_int_equal(ses_client_get_email_identity(client, "user@acme.example",
+                                                   &cap, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "not a domain name"));
+    assert_int_equal(ses_client_get_email_identity(client, "acme.example",
+                                                   &cap, err, sizeof(err)),
+                     0);
+    while (cap.calls == 0 && util_monotonic_ms() < deadline)
+        assert_int_equal(ses_client_run(client, -1, 100), 0);
+    stub_stop(&srv);
+
+    assert_int_equal(cap.calls, 1);
+    assert_int_equal(cap.outcome.http_status, 404);
+    assert_string_equal(cap.outcome.error_type, "NotFoundException");
+    assert_memory_equal(srv.request, request_line, sizeof(request_line) - 1);
+    ses_client_free(client);
+}
+
+
+static void
 client_refused_is_retry(void **state)
 {
     struct ses_credentials    creds = {
@@ -761,6 +806,7 @@ main(void)
         cmocka_unit_test(client_503_is_retry),
         cmocka_unit_test(client_follows_server_date),
         cmocka_unit_test(client_get_account_request),
+        cmocka_unit_test(client_get_email_identity_request),
         cmocka_unit_test(client_refused_is_retry),
         cmocka_unit_test(client_cancel_skips_callback),
     };
