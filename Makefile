@@ -66,9 +66,10 @@ $(BUILD)/ferry-deliver: $(DELIVER_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# ferryctl's DNS lookups use libresolv, which is part of libc6-dev.
 $(BUILD)/ferryctl: $(CTL_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lresolv
 
 $(BUILD)/ferry-controller: $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
@@ -101,7 +102,8 @@ CTL_OBJ := $(filter-out %/main.o,$(CTL_SRC:%.c=$(BUILD)/%.o))
 $(BUILD)/tests/test_ctl_%: tests/unit/test_ctl_%.c $(CTL_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CPPFLAGS) -Ictl $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CPPFLAGS) -Ictl $(CFLAGS) -o $@ $^ $(LDLIBS) -lresolv \
+	    -lcmocka
 
 deps:
 	$(Q)scripts/install-deps

@@ -39,7 +39,8 @@ enum ctl_option {
     CTL_OPT_INCLUDE_DELIVERED,
     CTL_OPT_SINCE,
     CTL_OPT_REGION,
-    CTL_OPT_REASON
+    CTL_OPT_REASON,
+    CTL_OPT_RESOLVER
 };
 
 struct ctl {

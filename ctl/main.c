@@ -1,6 +1,6 @@
 /*
  * ferryctl: the operator's tool for Ferry. Subcommands: lag, replay,
- * trace, failover; each takes --help.
+ * trace, failover, identities; each takes --help.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 
 #include "ctl.h"
 #include "ctl_failover.h"
+#include "ctl_identities.h"
 #include "ctl_lag.h"
 #include "ctl_replay.h"
 #include "ctl_trace.h"
@@ -27,6 +28,8 @@ static const struct ctl_command ctl_commands[] = {
       "find a message by envelope id or Message-ID and show its state" },
     { "failover", ctl_failover_main,
       "show the failover state or send the controller a command" },
+    { "identities", ctl_identities_main,
+      "check SES identities and DNS records of every organization" },
 };
 
 static void ctl_on_signal(int sig);
@@ -72,9 +75,10 @@ ctl_print_usage(FILE *out)
     fputs("usage: ferryctl SUBCOMMAND [OPTIONS]\n\nSubcommands:\n", out);
     for (size_t i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]);
          i++)
-        fprintf(out, "  %-8s %s\n", ctl_commands[i].name,
+        fprintf(out, "  %-10s %s\n", ctl_commands[i].name,
                 ctl_commands[i].summary);
-    fputs("\nEvery subcommand takes -c FILE (the Ferry configuration) or "
-          "--bootstrap HOST:PORT,\nand --help. Exit codes: 0 success, 1 "
-          "failure, 2 not found (trace), 64 usage error.\n", out);
+    fputs("\nEvery subcommand takes -c FILE (the Ferry configuration) and "
+          "--help; those\nthat read Kafka also take --bootstrap HOST:PORT. "
+          "Exit codes: 0 success,\n1 failure, 2 not found (trace), 64 usage "
+          "error.\n", out);
 }
