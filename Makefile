@@ -35,7 +35,7 @@ BINS        := $(BUILD)/ferry-ingress $(BUILD)/ferry-deliver \
                $(BUILD)/ferryctl $(BUILD)/ferry-controller
 
 .PHONY: all deps test test-unit test-e2e demo check style asan bench \
-        bench-ingress clean fuzz test-fuzz
+        bench-ingress clean fuzz test-fuzz test-ops
 .SECONDARY:
 
 all: $(BINS)
@@ -111,7 +111,7 @@ deps:
 # The two commands of the README. Both install what is missing first, then
 # build in a second make, so pkg-config sees the freshly installed packages.
 test: deps
-	$(Q)$(MAKE) --no-print-directory test-unit test-fuzz test-e2e
+	$(Q)$(MAKE) --no-print-directory test-unit test-fuzz test-ops test-e2e
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -122,6 +122,11 @@ test-unit: $(UNIT_BIN)
 
 test-e2e: all
 	$(Q)python3 -m pytest -q tests/e2e
+
+# The alert rules and the dashboard under deploy/: promtool checks and
+# unit tests, and their metric names against docs/metrics.md.
+test-ops:
+	$(Q)python3 -m pytest -q tests/ops
 
 # A libFuzzer target over the SMTP session, built with clang and
 # AddressSanitizer. `make fuzz` runs it for FUZZ_TIME seconds and keeps
