@@ -10,7 +10,7 @@ OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN)
 CPPFLAGS += -Icommon -I$(BUILD)/gen $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
 LDFLAGS  += $(SAN)
 
 ifeq ($(V),1)
@@ -136,7 +136,8 @@ FUZZ_CC   ?= clang
 FUZZ_DIR  := $(BUILD)/fuzz
 FUZZ_BIN  := $(FUZZ_DIR)/fuzz_smtp_session
 FUZZ_SRC  := tests/fuzz/fuzz_smtp_session.c producer/smtp_session.c \
-             producer/smtp_data.c producer/smtp_address.c $(COMMON_SRC)
+             producer/smtp_data.c producer/smtp_address.c \
+             producer/smtp_auth.c $(COMMON_SRC)
 FUZZ_TIME ?= 600
 FUZZ_RUNS ?= 50000
 FUZZ_LEN  ?= 16384
