@@ -107,6 +107,8 @@ static const struct config_key config_ingress_keys[] = {
         10000000, NULL),
     KEY("max_errors", CONFIG_INT, ingress_max_errors, "20", 1, 10000, NULL),
     KEY("http_listen", CONFIG_STRING, ingress_http_listen, "", 0, 0, NULL),
+    KEY("credentials_file", CONFIG_STRING, ingress_credentials_file, "", 0,
+        0, NULL),
 };
 
 static const struct config_key config_deliver_keys[] = {
@@ -193,6 +195,8 @@ static int config_read_org(struct config_reader *r, struct config *cfg,
                            yaml_node_t *map, size_t index);
 static int config_read_orgs(struct config_reader *r, struct config *cfg,
                             yaml_node_t *seq);
+static int config_read_credentials(struct config_reader *r,
+                                   struct config *cfg);
 static int config_check(struct config_reader *r, struct config *cfg);
 static int config_is_address(const char *text);
 static int config_is_host_port(const char *text);
@@ -465,7 +469,7 @@ config_read_ingress(struct config_reader *r, struct config *cfg,
         "data_initiation_timeout_seconds", "data_block_timeout_seconds",
         "data_termination_timeout_seconds", "max_connections",
         "max_connections_per_client", "max_commands", "max_errors",
-        "http_listen", NULL
+        "http_listen", "credentials_file", NULL
     };
     yaml_node_pair_t *pair;
 
@@ -734,6 +738,112 @@ config_is_host_port(const char *text)
 }
 
 
+/* True for a crypt(3) string of a method the ingress accepts. */
+static bool
+config_is_password_hash(const char *hash)
+{
+    if (strncmp(hash, "$y$", 3) != 0 && strncmp(hash, "$6$", 3) != 0)
+        return false;
+    return strspn(hash, "$./=0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "abcdefghijklmnopqrstuvwxyz") == strlen(hash);
+}
+
+
+/*
+ * Reads ingress.credentials_file: one user per line as "user organization
+ * hash", separated by blanks, with '#' comments and blank lines. Errors
+ * name the configuration key and the line of the credentials file.
+ */
+static int
+config_read_credentials(struct config_reader *r, struct config *cfg)
+{
+    const char *path = cfg->ingress_credentials_file;
+    FILE       *f;
+    char       *line = NULL;
+    size_t      cap = 0;
+    size_t      lineno = 0;
+    int         rc = -1;
+
+    if ((f = fopen(path, "r")) == NULL)
+        return config_fail(r, NULL, "key 'ingress.credentials_file': cannot "
+                           "open '%s': %s", path, strerror(errno));
+
+    while (getline(&line, &cap, f) != -1) {
+        char              *fields[4] = { NULL, NULL, NULL, NULL };
+        char              *save = NULL;
+        size_t             n = 0;
+        const struct org  *org = NULL;
+        struct credential *cred;
+
+        lineno++;
+        for (char *tok = strtok_r(line, " \t\r\n", &save);
+             tok != NULL && n < 4; tok = strtok_r(NULL, " \t\r\n", &save))
+            fields[n++] = tok;
+        if (n == 0 || fields[0][0] == '#')
+            continue;
+        if (n != 3) {
+            config_fail(r, NULL, "key 'ingress.credentials_file': %s:%zu: "
+                        "expected 'user organization hash'", path, lineno);
+            goto out;
+        }
+        for (size_t i = 0; i < cfg->norgs; i++)
+            if (strcmp(cfg->orgs[i].name, fields[1]) == 0)
+                org = &cfg->orgs[i];
+        if (org == NULL) {
+            config_fail(r, NULL, "key 'ingress.credentials_file': %s:%zu: "
+                        "organization '%s' is not listed under "
+                        "'organizations'", path, lineno, fields[1]);
+            goto out;
+        }
+        if (!config_is_password_hash(fields[2])) {
+            config_fail(r, NULL, "key 'ingress.credentials_file': %s:%zu: "
+                        "the hash of user '%s' is not a yescrypt ($y$) or "
+                        "SHA-512 ($6$) crypt string; make one with "
+                        "ferry-ingress --hash-password", path, lineno,
+                        fields[0]);
+            goto out;
+        }
+        if (strlen(fields[0]) > 255) {
+            config_fail(r, NULL, "key 'ingress.credentials_file': %s:%zu: "
+                        "user name longer than 255 characters", path,
+                        lineno);
+            goto out;
+        }
+        if (config_credential(cfg, fields[0]) != NULL) {
+            config_fail(r, NULL, "key 'ingress.credentials_file': %s:%zu: "
+                        "user '%s' is listed twice", path, lineno,
+                        fields[0]);
+            goto out;
+        }
+
+        cfg->ingress_credentials =
+            xrealloc(cfg->ingress_credentials,
+                     (cfg->ningress_credentials + 1) *
+                         sizeof(*cfg->ingress_credentials));
+        cred = &cfg->ingress_credentials[cfg->ningress_credentials++];
+        cred->user = xstrdup(fields[0]);
+        cred->org = org;
+        cred->hash = xstrdup(fields[2]);
+    }
+    if (ferror(f)) {
+        config_fail(r, NULL, "key 'ingress.credentials_file': cannot read "
+                    "'%s': %s", path, strerror(errno));
+        goto out;
+    }
+    if (cfg->ningress_credentials == 0) {
+        config_fail(r, NULL, "key 'ingress.credentials_file': '%s' lists "
+                    "no user", path);
+        goto out;
+    }
+    rc = 0;
+
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+
 static int
 config_check(struct config_reader *r, struct config *cfg)
 {
@@ -757,6 +867,16 @@ config_check(struct config_reader *r, struct config *cfg)
         (cfg->ingress_tls_key[0] == '\0'))
         return config_fail(r, NULL, "keys 'ingress.tls_certificate' and "
                            "'ingress.tls_key' must be set together");
+    if (cfg->ingress_credentials_file[0] != '\0') {
+        /* AUTH is offered only under TLS, so it needs a certificate. */
+        if (cfg->ingress_tls_certificate[0] == '\0')
+            return config_fail(r, NULL, "key 'ingress.credentials_file' "
+                               "needs 'ingress.tls_certificate' and "
+                               "'ingress.tls_key', because AUTH is offered "
+                               "only after STARTTLS");
+        if (config_read_credentials(r, cfg) == -1)
+            return -1;
+    }
     if (cfg->ingress_ack_timeout_ms >=
         cfg->ingress_data_termination_timeout * 1000)
         return config_fail(r, NULL, "key 'ingress.ack_timeout_ms' must be "
@@ -965,6 +1085,15 @@ config_free(struct config *cfg)
     config_free_strings(cfg->ingress_regions, cfg->ningress_regions);
     free(cfg->deliver_region);
     free(cfg->ingress_http_listen);
+    free(cfg->ingress_credentials_file);
+    for (size_t i = 0; i < cfg->ningress_credentials; i++) {
+        free(cfg->ingress_credentials[i].user);
+        /* A hash is not the password, but it need not linger either. */
+        explicit_bzero(cfg->ingress_credentials[i].hash,
+                       strlen(cfg->ingress_credentials[i].hash));
+        free(cfg->ingress_credentials[i].hash);
+    }
+    free(cfg->ingress_credentials);
     free(cfg->deliver_dsn_from);
     free(cfg->deliver_http_listen);
     free(cfg->controller_id);
@@ -1003,6 +1132,16 @@ config_serves_region(const struct config *cfg, const char *name)
         if (strcmp(cfg->ingress_regions[i], name) == 0)
             return true;
     return false;
+}
+
+
+const struct credential *
+config_credential(const struct config *cfg, const char *user)
+{
+    for (size_t i = 0; i < cfg->ningress_credentials; i++)
+        if (strcmp(cfg->ingress_credentials[i].user, user) == 0)
+            return &cfg->ingress_credentials[i];
+    return NULL;
 }
 
 

@@ -41,6 +41,13 @@ struct org {
     enum integration_mode integration;
 };
 
+/* One line of ingress.credentials_file: a user allowed to send by AUTH. */
+struct credential {
+    char             *user;
+    const struct org *org;      /* the organization it may send for */
+    char             *hash;     /* crypt(3) string, "$y$..." or "$6$..." */
+};
+
 struct region {
     char *name;
     char *ses_endpoint;         /* base URL, no trailing slash */
@@ -80,6 +87,9 @@ struct config {
     int64_t                ingress_max_commands;     /* per session */
     int64_t                ingress_max_errors;       /* per session */
     char                  *ingress_http_listen;     /* host:port; "" off */
+    char                  *ingress_credentials_file; /* "": no AUTH */
+    struct credential     *ingress_credentials;
+    size_t                 ningress_credentials;
 
     char                  *deliver_region;          /* may be NULL */
     int64_t                deliver_max_in_flight;
@@ -117,6 +127,10 @@ void config_free(struct config *cfg);
 const struct region *config_region(const struct config *cfg,
                                    const char *name);
 bool config_serves_region(const struct config *cfg, const char *name);
+
+/* Finds the credential of an AUTH user name (case-sensitive), or NULL. */
+const struct credential *config_credential(const struct config *cfg,
+                                           const char *user);
 
 /* Finds the organization that owns a sender domain (case-insensitive). */
 const struct org *config_org_by_domain(const struct config *cfg,

@@ -232,6 +232,112 @@ errors_name_the_key(void **state)
 }
 
 
+/* Loads base_yaml with TLS set and credentials_file naming credentials. */
+static struct config *
+load_credentials(const char *credentials, char *err, size_t errlen)
+{
+    char          *cred_path = write_temp(credentials);
+    char           text[2048];
+    struct config *cfg;
+
+    snprintf(text, sizeof(text), "%singress:\n"
+             "  tls_certificate: /etc/ferry/cert.pem\n"
+             "  tls_key: /etc/ferry/key.pem\n"
+             "  credentials_file: %s\n", base_yaml, cred_path);
+    cfg = load_text(text, err, errlen);
+    unlink(cred_path);
+    free(cred_path);
+    return cfg;
+}
+
+
+static void
+credentials_file_loads(void **state)
+{
+    char           err[512] = "";
+    struct config *cfg = load_credentials(
+        "# user org hash\n"
+        "\n"
+        "alice acme $6$salt$abc./XYZ\n"
+        "  bob\tacme   $y$j9T$salt$hash  \n", err, sizeof(err));
+
+    (void)state;
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(cfg->ningress_credentials, 2);
+    assert_non_null(config_credential(cfg, "alice"));
+    assert_string_equal(config_credential(cfg, "bob")->hash,
+                        "$y$j9T$salt$hash");
+    assert_string_equal(config_credential(cfg, "bob")->org->name, "acme");
+    assert_null(config_credential(cfg, "Alice"));
+    config_free(cfg);
+}
+
+
+static void
+credentials_file_errors(void **state)
+{
+    static const struct {
+        const char *credentials;
+        const char *expected;
+    } cases[] = {
+        { "alice acme\n", ":1: expected 'user organization hash'" },
+        { "# c\nalice acme $6$s$h extra\n",
+          ":2: expected 'user organization hash'" },
+        { "alice globex $6$s$h\n",
+          ":1: organization 'globex' is not listed" },
+        { "alice acme secret\n",
+          ":1: the hash of user 'alice' is not a yescrypt ($y$) or SHA-512 "
+          "($6$) crypt string" },
+        { "alice acme $1$md5$h\n", "is not a yescrypt" },
+        { "alice acme $6$s$h\nalice acme $6$s$h\n",
+          ":2: user 'alice' is listed twice" },
+        { "# nobody\n", "lists no user" },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        char           err[512] = "";
+        struct config *cfg = load_credentials(cases[i].credentials, err,
+                                              sizeof(err));
+
+        if (cfg != NULL)
+            fail_msg("case %zu loaded but should fail", i);
+        if (strstr(err, cases[i].expected) == NULL)
+            fail_msg("case %zu: '%s' does not contain '%s'", i, err,
+                     cases[i].expected);
+        assert_non_null(strstr(err, "key 'ingress.credentials_file'"));
+    }
+}
+
+
+static void
+credentials_file_needs_tls(void **state)
+{
+    char           text[2048];
+    char           err[512] = "";
+    struct config *cfg;
+
+    (void)state;
+    snprintf(text, sizeof(text), "%singress:\n"
+             "  credentials_file: /nonexistent\n", base_yaml);
+    cfg = load_text(text, err, sizeof(err));
+    assert_null(cfg);
+    assert_non_null(strstr(err, "key 'ingress.credentials_file' needs "
+                                "'ingress.tls_certificate'"));
+
+    cfg = load_credentials("", err, sizeof(err));
+    assert_null(cfg);
+    snprintf(text, sizeof(text), "%singress:\n"
+             "  tls_certificate: c.pem\n  tls_key: k.pem\n"
+             "  credentials_file: /nonexistent/credentials\n", base_yaml);
+    cfg = load_text(text, err, sizeof(err));
+    assert_null(cfg);
+    assert_non_null(strstr(err, "key 'ingress.credentials_file': cannot "
+                                "open '/nonexistent/credentials'"));
+}
+
+
 static void
 missing_file_is_named(void **state)
 {
@@ -338,6 +444,9 @@ main(void)
         cmocka_unit_test(defaults_apply),
         cmocka_unit_test(errors_name_the_key),
         cmocka_unit_test(missing_file_is_named),
+        cmocka_unit_test(credentials_file_loads),
+        cmocka_unit_test(credentials_file_errors),
+        cmocka_unit_test(credentials_file_needs_tls),
         cmocka_unit_test(org_topic_by_mode),
         cmocka_unit_test(cidr_matches),
         cmocka_unit_test(cidr_rejects_garbage),
