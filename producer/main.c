@@ -9,11 +9,15 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "ingress_durability.h"
 #include "ingress_kafka.h"
 #include "log.h"
+#include "smtp_auth.h"
 #include "smtp_server.h"
 #include "smtp_tls.h"
 
@@ -31,10 +35,12 @@
 struct main_args {
     const char *config_path;
     bool        check_only;
+    bool        hash_password;
 };
 
 static void main_usage(void) __attribute__((noreturn));
 static void main_parse_args(int argc, char **argv, struct main_args *args);
+static int main_hash_password(void);
 static int main_check_config(const struct config *cfg, char *err,
                              size_t errlen);
 static int main_check_durability(const struct config *cfg);
@@ -63,6 +69,8 @@ main(int argc, char **argv)
 
     /* Arguments. */
     main_parse_args(argc, argv, &args);
+    if (args.hash_password)
+        return main_hash_password() == 0 ? 0 : 1;
 
     /* Configuration. */
     cfg = config_load(args.config_path, err, sizeof(err));
@@ -157,7 +165,12 @@ out:
 static void
 main_usage(void)
 {
-    fprintf(stderr, "usage: ferry-ingress -c FILE [--check-config]\n");
+    fprintf(stderr, "usage: ferry-ingress -c FILE [--check-config]\n"
+            "       ferry-ingress --hash-password\n"
+            "  --hash-password  read a password from standard input and "
+            "print its\n"
+            "                   yescrypt hash for ingress.credentials_file"
+            "\n");
     exit(MAIN_EXIT_USAGE);
 }
 
@@ -168,12 +181,14 @@ main_parse_args(int argc, char **argv, struct main_args *args)
     static const struct option options[] = {
         { "config", required_argument, NULL, 'c' },
         { "check-config", no_argument, NULL, 'C' },
+        { "hash-password", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
 
     args->config_path = NULL;
     args->check_only = false;
+    args->hash_password = false;
     while ((ch = getopt_long(argc, argv, "c:", options, NULL)) != -1) {
         switch (ch) {
         case 'c':
@@ -182,12 +197,68 @@ main_parse_args(int argc, char **argv, struct main_args *args)
         case 'C':
             args->check_only = true;
             break;
+        case 'H':
+            args->hash_password = true;
+            break;
         default:
             main_usage();
         }
     }
-    if (args->config_path == NULL || optind != argc)
+    if (optind != argc)
         main_usage();
+    if (args->hash_password ? args->config_path != NULL || args->check_only
+                            : args->config_path == NULL)
+        main_usage();
+}
+
+
+/*
+ * Reads one password line from standard input, without echo on a
+ * terminal, and prints its hash for ingress.credentials_file.
+ */
+static int
+main_hash_password(void)
+{
+    char           password[SMTP_AUTH_FIELD_MAX + 2];
+    char           hash[256];
+    char           err[256];
+    struct termios saved, quiet;
+    bool           tty = isatty(STDIN_FILENO) == 1 &&
+                         tcgetattr(STDIN_FILENO, &saved) == 0;
+    size_t         len;
+    int            rc = -1;
+
+    if (tty) {
+        fprintf(stderr, "Password: ");
+        quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    if (fgets(password, sizeof(password), stdin) == NULL)
+        password[0] = '\0';
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        fprintf(stderr, "\n");
+    }
+
+    len = strcspn(password, "\r\n");
+    if (len == 0) {
+        fprintf(stderr, "ferry-ingress: no password on standard input\n");
+    } else if (password[len] == '\0' && !feof(stdin)) {
+        fprintf(stderr, "ferry-ingress: password longer than %d octets\n",
+                SMTP_AUTH_FIELD_MAX);
+    } else {
+        password[len] = '\0';
+        if (smtp_auth_hash_password(password, hash, sizeof(hash), err,
+                                    sizeof(err)) == 0) {
+            printf("%s\n", hash);
+            rc = 0;
+        } else {
+            fprintf(stderr, "ferry-ingress: %s\n", err);
+        }
+    }
+    smtp_auth_wipe(password, sizeof(password));
+    return rc;
 }
 
 

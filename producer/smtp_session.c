@@ -14,11 +14,18 @@
 
 #include "log.h"
 #include "smtp_address.h"
+#include "smtp_auth.h"
 #include "smtp_data.h"
 #include "util.h"
 
 /* Maximum command line length, CRLF included (RFC 5321 4.5.3.1.4). */
 #define SMTP_LINE_MAX   512
+
+/*
+ * Maximum length of an AUTH command or a SASL response line, CRLF
+ * included (RFC 4954 section 4).
+ */
+#define SMTP_AUTH_LINE_MAX 12288
 
 /* Maximum length of a reply line we write, CRLF excluded. */
 #define SMTP_REPLY_MAX  512
@@ -47,6 +54,13 @@ struct smtp_transaction {
     struct smtp_data  data;
 };
 
+/* The AUTH step that the next SASL response line belongs to. */
+enum smtp_auth_step {
+    SMTP_AUTH_PLAIN,            /* PLAIN, after an empty challenge */
+    SMTP_AUTH_LOGIN_USER,       /* LOGIN, after "Username:" */
+    SMTP_AUTH_LOGIN_PASSWORD    /* LOGIN, after "Password:" */
+};
+
 struct smtp_session {
     char                           id[17];
     enum smtp_state                state;
@@ -60,9 +74,14 @@ struct smtp_session {
     bool                           esmtp;
     char                           tls[128];    /* "" until STARTTLS */
 
-    char                           line[SMTP_LINE_MAX];
+    char                           line[SMTP_AUTH_LINE_MAX];
     size_t                         line_len;
     bool                           line_too_long;
+
+    enum smtp_auth_step            auth_step;
+    char                           auth_login_user[SMTP_AUTH_FIELD_MAX + 1];
+    char                          *auth_user;   /* NULL until AUTH succeeds */
+    const struct org              *auth_org;
 
     int64_t                        errors;      /* 5xx replies sent */
     int64_t                        commands;    /* command lines read */
@@ -93,6 +112,7 @@ static size_t smtp_session_feed_line(struct smtp_session *s,
 static size_t smtp_session_feed_data(struct smtp_session *s,
                                      const unsigned char *p, size_t len);
 static void smtp_session_handle_line(struct smtp_session *s);
+static bool smtp_session_is_auth_line(const struct smtp_session *s);
 static bool smtp_session_valid_helo(const char *name);
 static void smtp_session_greet(struct smtp_session *s, char *args,
                                bool esmtp);
@@ -130,6 +150,13 @@ static void smtp_session_cmd_help(struct smtp_session *s, char *args);
 static void smtp_session_cmd_unimplemented(struct smtp_session *s,
                                            char *args);
 static bool smtp_session_tls_offered(const struct smtp_session *s);
+static bool smtp_session_auth_offered(const struct smtp_session *s);
+static void smtp_session_cmd_auth(struct smtp_session *s, char *args);
+static void smtp_session_auth_response(struct smtp_session *s, char *line);
+static void smtp_session_auth_abort(struct smtp_session *s);
+static void smtp_session_auth_finish(struct smtp_session *s,
+                                     const char *mechanism, const char *user,
+                                     char *password);
 static void smtp_session_cmd_starttls(struct smtp_session *s, char *args);
 
 static const struct smtp_command smtp_commands[] = {
@@ -144,7 +171,7 @@ static const struct smtp_command smtp_commands[] = {
     { "VRFY", smtp_session_cmd_vrfy },
     { "HELP", smtp_session_cmd_help },
     /* Known extensions and commands that this server does not offer. */
-    { "AUTH", smtp_session_cmd_unimplemented },
+    { "AUTH", smtp_session_cmd_auth },
     { "BDAT", smtp_session_cmd_unimplemented },
     { "ETRN", smtp_session_cmd_unimplemented },
     { "EXPN", smtp_session_cmd_unimplemented },
@@ -156,6 +183,7 @@ static const char *const smtp_state_names[] = {
     [SMTP_STATE_INIT] = "init",
     [SMTP_STATE_GREETED] = "greeted",
     [SMTP_STATE_READY] = "ready",
+    [SMTP_STATE_AUTH] = "auth",
     [SMTP_STATE_MAIL] = "mail",
     [SMTP_STATE_RCPT] = "rcpt",
     [SMTP_STATE_DATA] = "data",
@@ -212,6 +240,9 @@ smtp_session_free(struct smtp_session *s)
         return;
 
     smtp_session_clear_transaction(s);
+    smtp_auth_wipe(s->line, sizeof(s->line));
+    smtp_auth_wipe(s->auth_login_user, sizeof(s->auth_login_user));
+    free(s->auth_user);
     free(s->helo);
     free(s);
 }
@@ -414,6 +445,7 @@ smtp_session_handle_line(struct smtp_session *s)
     size_t  verb_len;
     char   *args;
     size_t  i;
+    bool    auth_line = smtp_session_is_auth_line(s);
 
     /*
      * The command after the last one allowed gets 421, so a message begun
@@ -423,13 +455,17 @@ smtp_session_handle_line(struct smtp_session *s)
         smtp_session_close(s, "too-many-commands",
                            "421 4.7.0 %s too many commands, closing "
                            "connection", s->cfg->ingress_hostname);
-        return;
+        goto wipe;
     }
-    if (s->line_too_long) {
+
+    /* Only AUTH and its responses may use the longer limit. */
+    if (s->line_too_long || (!auth_line && len > SMTP_LINE_MAX - 1)) {
+        smtp_session_auth_abort(s);
         smtp_session_reject(s, "line-too-long", "500 5.5.2 line too long");
         goto out;
     }
     if (memchr(line, '\0', len) != NULL) {
+        smtp_session_auth_abort(s);
         smtp_session_reject(s, "nul-in-command",
                             "501 5.5.2 NUL not allowed in a command line");
         goto out;
@@ -444,8 +480,15 @@ smtp_session_handle_line(struct smtp_session *s)
     if (log_enabled(LOG_LEVEL_TRACE)) {
         char quoted[SMTP_LINE_MAX * 4];
 
+        /* SASL data carries passwords, so only its kind is traced. */
         log_trace(smtp_session_msgid(s), "command", "session=%s line=%s",
-                  s->id, log_quote(quoted, sizeof(quoted), line));
+                  s->id, auth_line ? "\"(AUTH data not logged)\""
+                                   : log_quote(quoted, sizeof(quoted), line));
+    }
+
+    if (s->state == SMTP_STATE_AUTH) {
+        smtp_session_auth_response(s, line);
+        goto out;
     }
 
     verb_len = strcspn(line, " ");
@@ -465,12 +508,25 @@ smtp_session_handle_line(struct smtp_session *s)
         smtp_commands[i].handler(s, args);
 
 out:
-    if (s->state == SMTP_STATE_CLOSED)
-        return;
-    if (s->errors >= s->cfg->ingress_max_errors)
+    if (s->state != SMTP_STATE_CLOSED &&
+        s->errors >= s->cfg->ingress_max_errors)
         smtp_session_close(s, "too-many-errors",
                            "421 4.7.0 %s too many errors, closing connection",
                            s->cfg->ingress_hostname);
+wipe:
+    if (auth_line)
+        smtp_auth_wipe(s->line, sizeof(s->line));
+}
+
+
+/* True when the line read is an AUTH command or a SASL response. */
+static bool
+smtp_session_is_auth_line(const struct smtp_session *s)
+{
+    if (s->state == SMTP_STATE_AUTH)
+        return true;
+    return s->line_len >= 4 && strncasecmp(s->line, "AUTH", 4) == 0 &&
+           (s->line_len == 4 || s->line[4] == ' ' || s->line[4] == '\r');
 }
 
 
@@ -536,6 +592,8 @@ smtp_session_greet(struct smtp_session *s, char *args, bool esmtp)
     smtp_session_send(s, "250-8BITMIME");
     if (smtp_session_tls_offered(s))
         smtp_session_send(s, "250-STARTTLS");
+    if (smtp_session_auth_offered(s))
+        smtp_session_send(s, "250-AUTH PLAIN LOGIN");
     smtp_session_send(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -668,8 +726,9 @@ smtp_session_mail_params(struct smtp_session *s, char *params)
 
 /*
  * Applies the relay policy to a sender: its domain must belong to an
- * organization, the client must be in that organization's networks, and
- * this node must serve the organization's home region.
+ * organization, the client must be in that organization's networks or
+ * have authenticated as one of its users, and this node must serve the
+ * organization's home region.
  */
 static int
 smtp_session_check_sender(struct smtp_session *s, const char *mailbox,
@@ -683,7 +742,18 @@ smtp_session_check_sender(struct smtp_session *s, const char *mailbox,
                             SMTP_SENDER_REJECTED);
         return -1;
     }
-    if (!org_allows_address(*org,
+    if (s->auth_org != NULL && s->auth_org != *org &&
+        !org_allows_address(*org,
+                            (const struct sockaddr *)(const void *)
+                                &s->client)) {
+        smtp_session_reject(s, "auth-org-mismatch",
+                            "550 5.7.1 the authenticated user may not send "
+                            "mail for %.*s", SMTP_ADDRESS_DOMAIN_MAX,
+                            domain);
+        return -1;
+    }
+    if (s->auth_org != *org &&
+        !org_allows_address(*org,
                             (const struct sockaddr *)(const void *)
                                 &s->client)) {
         smtp_session_reject(s, "client-not-allowed",
@@ -943,6 +1013,203 @@ smtp_session_cmd_starttls(struct smtp_session *s, char *args)
 }
 
 
+/* AUTH is offered once TLS is active, when credentials are configured. */
+static bool
+smtp_session_auth_offered(const struct smtp_session *s)
+{
+    return s->cfg->ningress_credentials > 0 && s->tls[0] != '\0';
+}
+
+
+/*
+ * Starts an AUTH exchange (RFC 4954) with PLAIN or LOGIN. An initial
+ * response may follow the mechanism, "=" standing for an empty one.
+ */
+static void
+smtp_session_cmd_auth(struct smtp_session *s, char *args)
+{
+    char *mechanism = args;
+    char *initial = NULL;
+
+    if (s->cfg->ningress_credentials == 0) {
+        smtp_session_cmd_unimplemented(s, args);
+        return;
+    }
+    if (s->tls[0] == '\0') {
+        smtp_session_reject(s, "auth-without-tls",
+                            "538 5.7.11 encryption required for requested "
+                            "authentication mechanism, use STARTTLS first");
+        return;
+    }
+    if (s->state == SMTP_STATE_GREETED || !s->esmtp) {
+        smtp_session_reject(s, "sequence", "503 5.5.1 send EHLO first");
+        return;
+    }
+    if (s->state != SMTP_STATE_READY) {
+        smtp_session_reject(s, "sequence", "503 5.5.1 AUTH not allowed "
+                            "during a mail transaction");
+        return;
+    }
+    if (s->auth_user != NULL) {
+        smtp_session_reject(s, "sequence",
+                            "503 5.5.1 already authenticated");
+        return;
+    }
+
+    initial = strchr(args, ' ');
+    if (initial != NULL) {
+        *initial++ = '\0';
+        if (strchr(initial, ' ') != NULL) {
+            smtp_session_reject(s, "syntax", "501 5.5.4 syntax: AUTH "
+                                "mechanism [initial-response]");
+            return;
+        }
+    }
+    if (*mechanism == '\0') {
+        smtp_session_reject(s, "syntax", "501 5.5.4 syntax: AUTH mechanism "
+                            "[initial-response]");
+        return;
+    }
+
+    if (strcasecmp(mechanism, "PLAIN") == 0) {
+        s->auth_step = SMTP_AUTH_PLAIN;
+    } else if (strcasecmp(mechanism, "LOGIN") == 0) {
+        s->auth_step = SMTP_AUTH_LOGIN_USER;
+    } else {
+        smtp_session_reject(s, "auth-mechanism", "504 5.5.4 unrecognized "
+                            "authentication mechanism");
+        return;
+    }
+
+    smtp_session_set_state(s, SMTP_STATE_AUTH);
+    if (initial != NULL) {
+        smtp_session_auth_response(s, initial);
+        return;
+    }
+    if (s->auth_step == SMTP_AUTH_PLAIN)
+        smtp_session_send(s, "334 ");
+    else
+        smtp_session_send(s, "334 VXNlcm5hbWU6");     /* "Username:" */
+}
+
+
+/* Ends an AUTH exchange without a result, as after a bad line. */
+static void
+smtp_session_auth_abort(struct smtp_session *s)
+{
+    if (s->state != SMTP_STATE_AUTH)
+        return;
+    smtp_auth_wipe(s->auth_login_user, sizeof(s->auth_login_user));
+    smtp_session_set_state(s, SMTP_STATE_READY);
+}
+
+
+/* Handles one SASL response line, the initial response included. */
+static void
+smtp_session_auth_response(struct smtp_session *s, char *line)
+{
+    unsigned char decoded[3 * SMTP_AUTH_FIELD_MAX + 3];
+    char          user[SMTP_AUTH_FIELD_MAX + 1];
+    char          password[SMTP_AUTH_FIELD_MAX + 1];
+    int           n = 0;
+
+    if (strcmp(line, "*") == 0) {
+        smtp_session_auth_abort(s);
+        smtp_session_reject(s, "auth-cancelled",
+                            "501 5.0.0 authentication cancelled");
+        return;
+    }
+    if (strcmp(line, "=") != 0 &&
+        (n = smtp_auth_base64_decode(line, decoded, sizeof(decoded))) ==
+            -1) {
+        smtp_session_auth_abort(s);
+        smtp_session_reject(s, "auth-syntax",
+                            "501 5.5.2 cannot decode the response");
+        return;
+    }
+
+    switch (s->auth_step) {
+    case SMTP_AUTH_PLAIN:
+        if (smtp_auth_split_plain(decoded, (size_t)n, user, password) ==
+            -1) {
+            smtp_auth_wipe(decoded, sizeof(decoded));
+            smtp_session_auth_abort(s);
+            smtp_session_reject(s, "auth-syntax", "501 5.5.2 invalid PLAIN "
+                                "response");
+            return;
+        }
+        smtp_session_auth_finish(s, "PLAIN", user, password);
+        break;
+
+    case SMTP_AUTH_LOGIN_USER:
+        if (n == 0 || n > SMTP_AUTH_FIELD_MAX ||
+            memchr(decoded, '\0', (size_t)n) != NULL) {
+            smtp_session_auth_abort(s);
+            smtp_session_reject(s, "auth-syntax",
+                                "501 5.5.2 invalid user name");
+            return;
+        }
+        memcpy(s->auth_login_user, decoded, (size_t)n);
+        s->auth_login_user[n] = '\0';
+        s->auth_step = SMTP_AUTH_LOGIN_PASSWORD;
+        smtp_session_send(s, "334 UGFzc3dvcmQ6");     /* "Password:" */
+        break;
+
+    case SMTP_AUTH_LOGIN_PASSWORD:
+        if (n == 0 || n > SMTP_AUTH_FIELD_MAX ||
+            memchr(decoded, '\0', (size_t)n) != NULL) {
+            smtp_auth_wipe(decoded, sizeof(decoded));
+            smtp_session_auth_abort(s);
+            smtp_session_reject(s, "auth-syntax",
+                                "501 5.5.2 invalid password");
+            return;
+        }
+        memcpy(password, decoded, (size_t)n);
+        password[n] = '\0';
+        memcpy(user, s->auth_login_user, sizeof(user));
+        smtp_session_auth_finish(s, "LOGIN", user, password);
+        break;
+    }
+    smtp_auth_wipe(decoded, sizeof(decoded));
+    smtp_auth_wipe(password, sizeof(password));
+}
+
+
+/*
+ * Checks the credentials and replies 235 or 535. A failure is a 5xx
+ * reply, so ingress.max_errors bounds the guesses per session.
+ *
+ * NOTE: the hash is computed here, on the event loop, which stalls every
+ * session for its duration (about 50 ms for yescrypt at the default
+ * cost). A worker thread would avoid that.
+ */
+static void
+smtp_session_auth_finish(struct smtp_session *s, const char *mechanism,
+                         const char *user, char *password)
+{
+    const struct credential *cred = smtp_auth_check(s->cfg, user, password);
+    char                     quoted[SMTP_AUTH_FIELD_MAX * 4];
+
+    smtp_auth_wipe(password, strlen(password));
+    smtp_auth_wipe(s->auth_login_user, sizeof(s->auth_login_user));
+    smtp_session_set_state(s, SMTP_STATE_READY);
+    log_quote(quoted, sizeof(quoted), user);
+    if (cred == NULL) {
+        log_info(NULL, "auth-failed", "session=%s mechanism=%s user=%s",
+                 s->id, mechanism, quoted);
+        smtp_session_reject(s, "auth-failed", "535 5.7.8 authentication "
+                            "credentials invalid");
+        return;
+    }
+
+    s->auth_user = xstrdup(cred->user);
+    s->auth_org = cred->org;
+    log_info(NULL, "auth", "session=%s mechanism=%s user=%s org=%s", s->id,
+             mechanism, quoted, cred->org->name);
+    smtp_session_send(s, "235 2.7.0 authentication successful");
+}
+
+
 void
 smtp_session_tls_started(struct smtp_session *s, const char *protocol,
                          const char *cipher)
@@ -1039,12 +1306,14 @@ smtp_session_trace_header(struct smtp_session *s, int64_t now_ms, char *buf,
         snprintf(literal, sizeof(literal), "[%s]", s->client_text);
 
     /*
-     * RFC 3848 names ESMTP after STARTTLS "ESMTPS". The protocol and
-     * cipher follow as a comment.
+     * RFC 3848 names ESMTP after STARTTLS "ESMTPS", and "ESMTPSA" after
+     * AUTH too. The protocol and cipher follow as a comment.
      */
     if (s->tls[0] != '\0')
         snprintf(with, sizeof(with), "%s (%s)",
-                 s->esmtp ? "ESMTPS" : "SMTP", s->tls);
+                 !s->esmtp ? "SMTP"
+                 : s->auth_user != NULL ? "ESMTPSA" : "ESMTPS",
+                 s->tls);
     else
         snprintf(with, sizeof(with), "%s", s->esmtp ? "ESMTP" : "SMTP");
 
@@ -1306,6 +1575,13 @@ const char *
 smtp_session_id(const struct smtp_session *s)
 {
     return s->id;
+}
+
+
+const char *
+smtp_session_auth_user(const struct smtp_session *s)
+{
+    return s->auth_user;
 }
 
 

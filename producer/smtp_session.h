@@ -28,6 +28,7 @@ enum smtp_state {
     SMTP_STATE_INIT,        /* created, greeting not sent yet */
     SMTP_STATE_GREETED,     /* waiting for EHLO or HELO */
     SMTP_STATE_READY,       /* EHLO or HELO done, no transaction */
+    SMTP_STATE_AUTH,        /* 334 sent to AUTH, waiting for a response */
     SMTP_STATE_MAIL,        /* MAIL accepted, no recipient accepted yet */
     SMTP_STATE_RCPT,        /* at least one recipient accepted */
     SMTP_STATE_DATA,        /* reading message text after 354 */
@@ -137,6 +138,9 @@ bool smtp_session_wants_input(const struct smtp_session *s);
 
 /* Returns the 16 hex digits that tag the session's log lines. */
 const char *smtp_session_id(const struct smtp_session *s);
+
+/* Returns the user name the client authenticated as, or NULL. */
+const char *smtp_session_auth_user(const struct smtp_session *s);
 
 /* Returns the client's IP address as text. */
 const char *smtp_session_client(const struct smtp_session *s);

@@ -26,7 +26,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Event flags of octet 0. */
-#define FUZZ_TLS_CONFIG   0x01  /* STARTTLS offered */
+#define FUZZ_TLS_CONFIG   0x01  /* STARTTLS offered, then AUTH */
 #define FUZZ_IPV6_CLIENT  0x02
 #define FUZZ_TIMEOUTS     0x04  /* smtp_session_timeout() between feeds */
 #define FUZZ_SHUTDOWN     0x08  /* smtp_session_shutdown() between feeds */
@@ -153,7 +153,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     log_init("ingress", LOG_LEVEL_ERROR + 1);
     fuzz_cfg = fuzz_load("");
     fuzz_tls_cfg = fuzz_load("  tls_certificate: /nonexistent.pem\n"
-                             "  tls_key: /nonexistent.key\n");
+                             "  tls_key: /nonexistent.key\n"
+                             "  credentials_file: tests/fuzz/credentials\n");
     return 0;
 }
 

@@ -43,6 +43,10 @@ static const char *config_tail =
     "    home_region: us-east-1\n"
     "    domains: [acme.example, example.com]\n"
     "    networks: [127.0.0.0/8, \"::1/128\"]\n"
+    "    multi_region: true\n"
+    "  - name: globex\n"
+    "    home_region: us-east-1\n"
+    "    domains: [globex.example]\n"
     "    multi_region: true\n";
 
 /* Keys of the configuration that a dialogue's O: lines may override. */
@@ -444,6 +448,13 @@ dialogue_directive(struct dialogue_run *run, char kind, const char *text)
             fail_msg("%s:%d: invalid escape", run->path, run->line);
         buffer_add(&run->expected, octets.data, octets.len);
         buffer_add(&run->expected, "\r\n", 2);
+        break;
+    case 'T':
+        if (smtp_session_state(run->s) != SMTP_STATE_STARTTLS)
+            fail_msg("%s:%d: T: outside a STARTTLS handshake", run->path,
+                     run->line);
+        smtp_session_tls_started(run->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384");
+        run->pending.len = 0;
         break;
     case 'X':
         smtp_session_free(run->s);
