@@ -125,20 +125,30 @@ def is_number(value, minimum_exclusive=None, minimum_inclusive=None) -> bool:
 
 
 def get_identities(server, parts, body):
-    return {"identities": server.service.identities.names()}
+    store = server.service.identities
+    return {"identities": store.names(), "pending": store.pending_names()}
 
 
 def post_identities(server, parts, body):
-    identities = read_json_object(body).get("identities")
-    if not isinstance(identities, list):
-        raise ControlError(400, "Body must be {\"identities\": [...]} with a list of addresses and domains.")
+    request = read_json_object(body)
+    identities = request.get("identities")
+    pending = request.get("pending", [])
+    if not isinstance(identities, list) or not isinstance(pending, list):
+        raise ControlError(400, "Body must be {\"identities\": [...], \"pending\": [...]} with lists of "
+                           "addresses and domains; \"pending\" is optional.")
     try:
-        server.service.identities.replace(identities)
+        server.service.identities.replace(identities, pending)
     except ValueError as error:
         raise ControlError(400, f"Invalid identities: {error}") from None
-    names = server.service.identities.names()
-    log_change("identities_set", identities=",".join(names) or "(none, all senders allowed)")
-    return {"identities": names}
+    store = server.service.identities
+    names = store.names()
+    pending = store.pending_names()
+    if names or pending:
+        log_change("identities_set", identities=",".join(names) or "(none)",
+                   pending=",".join(pending) or "(none)")
+    else:
+        log_change("identities_set", identities="(none, all senders allowed)")
+    return {"identities": names, "pending": pending}
 
 
 def get_sending(server, parts, body):

@@ -63,39 +63,62 @@ def parse_json_object(body: bytes) -> dict:
 
 
 class IdentityStore:
-    """Verified identities: email addresses and domains, compared case-insensitively.
+    """Identities: email addresses and domains, compared case-insensitively.
 
-    An empty store verifies every sender. A domain identity also verifies the
-    addresses of its subdomains.
+    Verified identities may send. Pending ones exist, as after
+    CreateEmailIdentity before SES has found the DNS records, but may not
+    send. A store without any identity verifies every sender. A domain
+    identity also verifies the addresses of its subdomains.
     """
 
-    def __init__(self, identities):
+    def __init__(self, identities, pending=()):
         self._lock = threading.Lock()
         self._identities: list[str] = []
-        self.replace(identities)
+        self._pending: list[str] = []
+        self.replace(identities, pending)
 
-    def replace(self, identities) -> None:
+    @staticmethod
+    def _clean(identities) -> list[str]:
         cleaned = []
         for identity in identities:
             if not isinstance(identity, str) or not identity.strip():
                 raise ValueError(f"an identity must be a non-empty string, got {identity!r}")
             cleaned.append(identity.strip().lower())
+        return sorted(set(cleaned))
+
+    def replace(self, identities, pending=()) -> None:
+        verified = self._clean(identities)
+        waiting = self._clean(pending)
+        both = sorted(set(verified) & set(waiting))
+        if both:
+            raise ValueError(f"identities cannot be both verified and pending: {', '.join(both)}")
         with self._lock:
-            self._identities = sorted(set(cleaned))
+            self._identities = verified
+            self._pending = waiting
 
     def names(self) -> list[str]:
         with self._lock:
             return list(self._identities)
 
+    def pending_names(self) -> list[str]:
+        with self._lock:
+            return list(self._pending)
+
     def find(self, name: str) -> str | None:
         normalized = name.strip().lower()
         with self._lock:
-            return normalized if normalized in self._identities else None
+            found = normalized in self._identities or normalized in self._pending
+        return normalized if found else None
+
+    def is_pending(self, name: str) -> bool:
+        with self._lock:
+            return name.strip().lower() in self._pending
 
     def is_verified(self, address: str) -> bool:
         with self._lock:
             identities = set(self._identities)
-        if not identities:
+            has_identities = bool(self._identities or self._pending)
+        if not has_identities:
             return True
         address = address.lower()
         if address in identities:
@@ -109,8 +132,9 @@ def identity_type(name: str) -> str:
     return "EMAIL_ADDRESS" if "@" in name else "DOMAIN"
 
 
-def dkim_attributes(region: str, identity: str) -> dict:
-    """Return Easy DKIM attributes as SES shows them once the CNAMEs are found.
+def dkim_attributes(region: str, identity: str, pending: bool = False) -> dict:
+    """Return Easy DKIM attributes: PENDING for a pending identity, else as
+    SES shows them once the CNAMEs are found.
 
     A domain gets three tokens, fixed for the region and the domain, so a
     test can publish the CNAME records <token>._domainkey.<domain> and a
@@ -123,7 +147,7 @@ def dkim_attributes(region: str, identity: str) -> dict:
               for index in range(3)]
     return {
         "SigningEnabled": True,
-        "Status": "SUCCESS",
+        "Status": "PENDING" if pending else "SUCCESS",
         "Tokens": tokens,
         "SigningAttributesOrigin": "AWS_SES",
     }
@@ -317,7 +341,8 @@ class SesService:
     # Identities
 
     def list_email_identities(self, page_size, next_token) -> dict:
-        names = self.identities.names()
+        pending = set(self.identities.pending_names())
+        names = sorted(self.identities.names() + list(pending))
         start = 0
         if next_token:
             if not str(next_token).isdigit() or int(next_token) > len(names):
@@ -338,7 +363,7 @@ class SesService:
                     "IdentityType": identity_type(name),
                     "IdentityName": name,
                     "SendingEnabled": True,
-                    "VerificationStatus": "SUCCESS",
+                    "VerificationStatus": "PENDING" if name in pending else "SUCCESS",
                 }
                 for name in page
             ]
@@ -351,12 +376,13 @@ class SesService:
         identity = self.identities.find(name)
         if identity is None:
             raise not_found(f"Email identity {name} does not exist in region {self.region}.")
+        pending = self.identities.is_pending(identity)
         return {
             "IdentityType": identity_type(identity),
             "FeedbackForwardingStatus": True,
-            "VerifiedForSendingStatus": True,
-            "VerificationStatus": "SUCCESS",
-            "DkimAttributes": dkim_attributes(self.region, identity),
+            "VerifiedForSendingStatus": not pending,
+            "VerificationStatus": "PENDING" if pending else "SUCCESS",
+            "DkimAttributes": dkim_attributes(self.region, identity, pending),
             "Policies": {},
             "Tags": [],
         }

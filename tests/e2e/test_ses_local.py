@@ -374,6 +374,28 @@ def test_identities_control_replaces(endpoint):
     assert error.response["Error"]["Code"] == "MessageRejected"
 
 
+def test_pending_identity_cannot_send(endpoint):
+    endpoint.control("POST", "/_ferry/identities",
+                     {"identities": ["example.com"], "pending": ["wait.example"]})
+    identity = endpoint.client().get_email_identity(EmailIdentity="wait.example")
+    assert identity["VerifiedForSendingStatus"] is False
+    assert identity["VerificationStatus"] == "PENDING"
+    assert identity["DkimAttributes"]["Status"] == "PENDING"
+    assert len(identity["DkimAttributes"]["Tokens"]) == 3
+    error = client_error(lambda: send(endpoint.client(), FromEmailAddress="ops@wait.example"))
+    assert error.response["Error"]["Code"] == "MessageRejected"
+    response = send(endpoint.client())
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert endpoint.control("GET", "/_ferry/identities") == {
+        "identities": ["example.com"], "pending": ["wait.example"]}
+
+
+def test_identity_in_both_lists_rejected(endpoint):
+    status = endpoint.control_status("POST", "/_ferry/identities",
+                                     {"identities": ["a.example"], "pending": ["A.example"]})
+    assert status == 400
+
+
 def test_sending_control_pauses(endpoint):
     endpoint.control("POST", "/_ferry/sending", {"enabled": False})
     error = client_error(lambda: send(endpoint.client()))
