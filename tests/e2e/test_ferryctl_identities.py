@@ -50,9 +50,9 @@ def identities_by_region():
     return regions
 
 
-def set_identities(stack, region, domains):
+def set_identities(stack, region, domains, pending=()):
     control(stack, region, "POST", "/_ferry/identities",
-            {"identities": domains})
+            {"identities": domains, "pending": list(pending)})
 
 
 def dkim_tokens(stack, region, domain):
@@ -190,6 +190,19 @@ def test_identity_missing_in_secondary_exits_1(good):
     assert failing[0].split()[:6] == [
         "acme", "us-west-2", "acme.example", "identity", "-", "missing"]
     assert "not an identity in SES us-west-2" in failing[0]
+
+
+def test_unverified_identity_in_secondary_exits_1(good):
+    stack, dns = good
+    set_identities(stack, "us-west-2", ["lumiere.example"],
+                   pending=["acme.example"])
+    result = run_check(stack, dns)
+    assert result.returncode == 1, result.stdout
+    failing = failing_lines(result.stdout)
+    assert len(failing) == 1, result.stdout
+    assert failing[0].split()[:6] == [
+        "acme", "us-west-2", "acme.example", "identity", "-", "unverified"]
+    assert "VerificationStatus PENDING" in failing[0]
 
 
 def test_missing_dkim_cname_exits_1(good):
