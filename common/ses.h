@@ -114,11 +114,11 @@ int ses_client_get_account(struct ses_client *client, void *opaque,
                            char *err, size_t errlen);
 
 /*
- * Starts GetEmailIdentity for a domain identity; the callback's outcome
- * carries the JSON body, and http_status 404 with error_type
- * NotFoundException when the identity does not exist in the region.
- * Returns -1 and fills err when identity is not a domain name (letters,
- * digits, '-' and '.'), which keeps the URL path free of escapes.
+ * Starts GetEmailIdentity for a domain identity. The callback's outcome
+ * carries the JSON body. When the identity does not exist in the region,
+ * it has http_status 404 and error_type NotFoundException. Returns -1 and
+ * fills err when identity is not a domain name (letters, digits, '-' and
+ * '.'), so the URL path never needs percent-encoding.
  */
 int ses_client_get_email_identity(struct ses_client *client,
                                   const char *identity, void *opaque,

@@ -103,9 +103,9 @@ ctl_dns_new(const char *server, char *err, size_t errlen)
     dns->res.retrans = CTL_DNS_TIMEOUT_S;
     dns->res.retry = CTL_DNS_ATTEMPTS;
     /*
-     * The server list in the res_state is public and res_nsend() reads it
-     * on every query; glibc notices the change and drops the connections
-     * it kept to the servers of resolv.conf.
+     * res_nsend() reads the public server list of the res_state on every
+     * query. glibc (2.36 here) notices the change and closes the sockets
+     * it kept for the servers of resolv.conf.
      */
     if (server != NULL) {
         dns->res.nscount = 1;

@@ -4,9 +4,9 @@
  * HOST:PORT.
  *
  * Queries go out over UDP with a fallback to TCP for truncated answers,
- * as res_nquery() does. Only the answer section is read; a CNAME chain is
- * not followed, because the records ferryctl checks are the ones at the
- * name itself.
+ * as res_nquery() does. Only the answer section is read, and only its
+ * records of the requested type. A CNAME is not chased here, so a record
+ * behind one is found only when the resolver returns both.
  */
 #ifndef FERRY_CTL_DNS_H
 #define FERRY_CTL_DNS_H
