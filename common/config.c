@@ -127,6 +127,8 @@ static const struct config_key config_deliver_keys[] = {
         100, 600000, NULL),
     KEY("dsn_from", CONFIG_STRING, deliver_dsn_from, "", 0, 0, NULL),
     KEY("http_listen", CONFIG_STRING, deliver_http_listen, "", 0, 0, NULL),
+    KEY("delivered_lookback_seconds", CONFIG_INT,
+        deliver_delivered_lookback_seconds, "900", 0, 604800, NULL),
 };
 
 /*
@@ -1006,7 +1008,8 @@ config_load(const char *path, char *err, size_t errlen)
                 static const char *const dk[] = {
                     "region", "max_in_flight", "retry_initial_ms",
                     "retry_max_ms", "request_timeout_ms", "max_send_rate",
-                    "health_interval_ms", "dsn_from", "http_listen", NULL
+                    "health_interval_ms", "dsn_from", "http_listen",
+                    "delivered_lookback_seconds", NULL
                 };
 
                 rc = config_read_section(&r, cfg, vn, "deliver",

@@ -101,6 +101,7 @@ struct config {
     int64_t                deliver_health_interval_ms;
     char                  *deliver_dsn_from;        /* "": no DSNs */
     char                  *deliver_http_listen;     /* host:port; "" off */
+    int64_t                deliver_delivered_lookback_seconds; /* 0 off */
 
     char                  *controller_id;           /* "": host:pid */
     char                  *controller_secondary_region;

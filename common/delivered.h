@@ -10,6 +10,9 @@
 
 #include "envelope.h"
 
+/* The topic of these records. */
+#define DELIVERED_TOPIC "ferry.delivered"
+
 struct delivered {
     char    envelope_id[ENVELOPE_ID_LEN + 1];
     char    source_topic[256];

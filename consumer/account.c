@@ -1,7 +1,10 @@
 #include "account.h"
 
+#include <jansson.h>
+
 #include "deliver.h"
 #include "log.h"
+#include "schedule.h"
 #include "util.h"
 
 
@@ -47,6 +50,41 @@ account_start_due(struct account *a)
 }
 
 
+int
+account_probe(struct account *a)
+{
+    struct deliver *d = a->d;
+    char            err[256];
+
+    if (a->in_flight)
+        return -1;
+    if (ses_client_get_account(d->ses, a, err, sizeof(err)) == -1) {
+        log_warn(NULL, "get-account-failed", "region=%s reason=\"%s\"",
+                 d->region, err);
+        return -1;
+    }
+    a->in_flight = 1;
+    a->probing = 1;
+    return 0;
+}
+
+
+/* True when a GetAccount body does not say that sending is disabled. */
+static int
+account_sending_enabled(const char *body)
+{
+    json_t      *root;
+    json_error_t jerr;
+    int          enabled;
+
+    if (body == NULL || (root = json_loads(body, 0, &jerr)) == NULL)
+        return 0;
+    enabled = !json_is_false(json_object_get(root, "SendingEnabled"));
+    json_decref(root);
+    return enabled;
+}
+
+
 void
 account_on_ses(struct account *a, const struct ses_outcome *outcome)
 {
@@ -56,6 +94,17 @@ account_on_ses(struct account *a, const struct ses_outcome *outcome)
     char            quoted[600];
 
     a->in_flight = 0;
+    if (a->probing) {
+        a->probing = 0;
+        if (outcome->result == SES_OK &&
+            account_sending_enabled(outcome->body))
+            schedule_resume_region(d);
+        else
+            log_info(NULL, "region-probe-failed", "region=%s class=%s",
+                     d->region, ses_result_name(outcome->result));
+        if (a->fixed)
+            return;
+    }
     if (outcome->result != SES_OK ||
         pacing_parse_account(outcome->body, &rate) == -1) {
         log_warn(NULL, "get-account-failed", "region=%s class=%s "

@@ -24,6 +24,8 @@ struct account {
     struct deliver  *d;
     int              fixed;         /* deliver.max_send_rate is set */
     int              in_flight;
+    int              probing;       /* the request in flight tests
+                                       whether a stopped region is back */
     int64_t          next_ms;       /* next GetAccount, monotonic clock */
 };
 
@@ -31,6 +33,14 @@ void account_init(struct account *a, struct deliver *d);
 
 /* Starts GetAccount when one is due and an SES slot is free. */
 void account_start_due(struct account *a);
+
+/*
+ * Starts a GetAccount that tests whether SES of a stopped region is back,
+ * for a worker that has no message waiting to test it with. A success
+ * with sending enabled resumes sending. Returns -1 when none could be
+ * started.
+ */
+int account_probe(struct account *a);
 
 /* Returns when the next GetAccount is due, or INT64_MAX for never. */
 int64_t account_due_ms(const struct account *a);

@@ -56,9 +56,10 @@ static const char *const deliver_consumer_forced[][2] = {
 static int deliver_user_sets(const struct config *cfg, const char *name);
 static rd_kafka_t *deliver_new_producer(struct deliver *d, char *err,
                                         size_t errlen);
+static void deliver_plan_sources(struct deliver *d);
 static int deliver_new_consumer(struct deliver *d,
-                                struct deliver_source *src,
-                                const char *topic, char *err, size_t errlen);
+                                struct deliver_source *src, char *err,
+                                size_t errlen);
 static void deliver_watch_queue(struct deliver *d, rd_kafka_queue_t *q);
 static void deliver_on_log(const rd_kafka_t *rk, int level,
                            const char *facility, const char *message);
@@ -74,14 +75,22 @@ static void deliver_serve(struct deliver *d, int timeout_ms);
 static void deliver_drain_wake(struct deliver *d);
 
 
+/* The region a worker sends to when --region is not given. */
+static const char *
+deliver_default_region(const struct config *cfg, int takeover)
+{
+    return takeover ? cfg->controller_secondary_region : cfg->deliver_region;
+}
+
+
 int
-deliver_check(const struct config *cfg, const char *region, char *err,
-              size_t errlen)
+deliver_check(const struct config *cfg, const char *region, int takeover,
+              char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf;
 
     if (region == NULL || region[0] == '\0')
-        region = cfg->deliver_region;
+        region = deliver_default_region(cfg, takeover);
     if (region == NULL || region[0] == '\0') {
         snprintf(err, errlen, "%s: key 'deliver.region' is missing; set it "
                  "or pass --region", cfg->path);
@@ -97,6 +106,19 @@ deliver_check(const struct config *cfg, const char *region, char *err,
                  "characters", cfg->path, region);
         return -1;
     }
+    if (takeover &&
+        strcmp(region, cfg->controller_secondary_region) != 0) {
+        snprintf(err, errlen, "%s: a takeover worker sends in the "
+                 "secondary region '%s' (key 'controller.secondary_region'),"
+                 " not in '%s'", cfg->path, cfg->controller_secondary_region,
+                 region);
+        return -1;
+    }
+    if (takeover && cfg->nregions < 2) {
+        snprintf(err, errlen, "%s: a takeover worker needs a primary "
+                 "region besides '%s' under 'regions'", cfg->path, region);
+        return -1;
+    }
     if ((conf = kafka_conf_new(cfg, err, errlen)) == NULL)
         return -1;
     rd_kafka_conf_destroy(conf);
@@ -105,7 +127,7 @@ deliver_check(const struct config *cfg, const char *region, char *err,
 
 
 struct deliver *
-deliver_new(const struct config *cfg, const char *region,
+deliver_new(const struct config *cfg, const char *region, int takeover,
             const struct ses_credentials *creds, char *err, size_t errlen)
 {
     struct deliver           *d = xcalloc(1, sizeof(*d));
@@ -115,9 +137,9 @@ deliver_new(const struct config *cfg, const char *region,
     d->cfg = cfg;
     d->wake[0] = d->wake[1] = -1;
     if (region == NULL || region[0] == '\0')
-        region = cfg->deliver_region;
+        region = deliver_default_region(cfg, takeover);
     snprintf(d->region, sizeof(d->region), "%s", region);
-    snprintf(d->dead_topic, sizeof(d->dead_topic), "mail.%s.dead", region);
+    d->takeover = takeover;
     reg = config_region(cfg, d->region);
     if (gethostname(d->hostname, sizeof(d->hostname)) == -1)
         snprintf(d->hostname, sizeof(d->hostname), "localhost");
@@ -141,19 +163,21 @@ deliver_new(const struct config *cfg, const char *region,
     account_init(&d->account, d);
     if ((d->producer = deliver_new_producer(d, err, errlen)) == NULL)
         goto fail;
-    if (deliver_new_consumer(d, &d->sources[0], "", err, errlen) == -1 ||
-        deliver_new_consumer(d, &d->sources[1], ".pinned", err,
-                             errlen) == -1)
-        goto fail;
+    deliver_plan_sources(d);
+    for (size_t i = 0; i < d->nsources; i++)
+        if (deliver_new_consumer(d, &d->sources[i], err, errlen) == -1)
+            goto fail;
 
-    /* The failover state decides whether mail.R is consumed at all. */
+    /* The failover states decide which multi-region topics are consumed. */
     if (follow_start(d, DELIVER_CONTROL_WAIT_MS, err, errlen) == -1)
         goto fail;
-    if (deliver_subscribe(&d->sources[1]) == -1 ||
-        (follow_consuming(&d->follow) &&
-         deliver_subscribe(&d->sources[0]) == -1)) {
-        snprintf(err, errlen, "cannot subscribe to the mail topics");
-        goto fail;
+    for (size_t i = 0; i < d->nsources; i++) {
+        if (follow_wants(&d->follow, &d->sources[i]) &&
+            deliver_subscribe(&d->sources[i]) == -1) {
+            snprintf(err, errlen, "cannot subscribe to %s",
+                     d->sources[i].topic);
+            goto fail;
+        }
     }
     return d;
 
@@ -210,20 +234,65 @@ deliver_new_producer(struct deliver *d, char *err, size_t errlen)
 }
 
 
-/* One consumer of mail.R<suffix> in group ferry-deliver.R<suffix>. */
+/*
+ * Names the topics and groups. A primary worker of R reads mail.R in
+ * PRIMARY and mail.R.pinned always; a takeover worker reads mail.P of
+ * every other region P in P's SECONDARY state.
+ */
+static void
+deliver_plan_sources(struct deliver *d)
+{
+    const struct config *cfg = d->cfg;
+
+    d->sources = xcalloc(cfg->nregions + 1, sizeof(*d->sources));
+    if (!d->takeover) {
+        struct deliver_source *multi = &d->sources[0];
+        struct deliver_source *pinned = &d->sources[1];
+
+        snprintf(multi->topic, sizeof(multi->topic), "mail.%s", d->region);
+        snprintf(multi->group, sizeof(multi->group), "ferry-deliver.%s",
+                 d->region);
+        multi->follows = 1;
+        multi->consume_state = CONTROL_PRIMARY;
+        snprintf(pinned->topic, sizeof(pinned->topic), "mail.%s.pinned",
+                 d->region);
+        snprintf(pinned->group, sizeof(pinned->group),
+                 "ferry-deliver.%s.pinned", d->region);
+        snprintf(multi->owner, sizeof(multi->owner), "%s", d->region);
+        snprintf(pinned->owner, sizeof(pinned->owner), "%s", d->region);
+        d->nsources = 2;
+    } else {
+        for (size_t i = 0; i < cfg->nregions; i++) {
+            const char            *owner = cfg->regions[i].name;
+            struct deliver_source *src = &d->sources[d->nsources];
+
+            if (strcmp(owner, d->region) == 0)
+                continue;
+            snprintf(src->owner, sizeof(src->owner), "%s", owner);
+            snprintf(src->topic, sizeof(src->topic), "mail.%s", owner);
+            snprintf(src->group, sizeof(src->group), "ferry-takeover.%s",
+                     owner);
+            src->follows = 1;
+            src->consume_state = CONTROL_SECONDARY;
+            d->nsources++;
+        }
+    }
+    for (size_t i = 0; i < d->nsources; i++) {
+        d->sources[i].d = d;
+        snprintf(d->sources[i].dead_topic, sizeof(d->sources[i].dead_topic),
+                 "mail.%s.dead", d->sources[i].owner);
+    }
+}
+
+
+/* The consumer of one source, in the source's group. */
 static int
 deliver_new_consumer(struct deliver *d, struct deliver_source *src,
-                     const char *suffix, char *err, size_t errlen)
+                     char *err, size_t errlen)
 {
     rd_kafka_conf_t                 *conf;
     rd_kafka_queue_t                *q;
     char                             errstr[512];
-
-    src->d = d;
-    snprintf(src->topic, sizeof(src->topic), "mail.%s%s", d->region,
-             suffix);
-    snprintf(src->group, sizeof(src->group), "ferry-deliver.%s%s",
-             d->region, suffix);
 
     if ((conf = kafka_conf_new(d->cfg, err, errlen)) == NULL)
         return -1;
@@ -368,9 +437,17 @@ deliver_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 int
 deliver_run(struct deliver *d, volatile sig_atomic_t *stop)
 {
-    log_info(NULL, "started", "region=%s topics=%s,%s dead=%s "
+    char   topics[1024];
+    size_t used = 0;
+
+    topics[0] = '\0';
+    for (size_t i = 0; i < d->nsources && used < sizeof(topics); i++)
+        used += (size_t)snprintf(topics + used, sizeof(topics) - used,
+                                 "%s%s", i > 0 ? "," : "",
+                                 d->sources[i].topic);
+    log_info(NULL, "started", "region=%s role=%s topics=%s "
              "max_in_flight=%lld max_send_rate=%lld", d->region,
-             d->sources[0].topic, d->sources[1].topic, d->dead_topic,
+             d->takeover ? "takeover" : "primary", topics,
              (long long)d->cfg->deliver_max_in_flight,
              (long long)d->cfg->deliver_max_send_rate);
 
@@ -399,8 +476,8 @@ deliver_serve(struct deliver *d, int timeout_ms)
     deliver_drain_wake(d);
     rd_kafka_poll(d->producer, 0);
     follow_poll(d);
-    deliver_consume(&d->sources[0]);
-    deliver_consume(&d->sources[1]);
+    for (size_t i = 0; i < d->nsources; i++)
+        deliver_consume(&d->sources[i]);
 }
 
 
@@ -496,7 +573,7 @@ deliver_drain(struct deliver *d, int64_t grace_ms)
 
     group_commit(d, 1);
     report_produce_due(d, 1);
-    for (int s = 0; s < 2; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(d->sources[s].rk);
 
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -519,13 +596,13 @@ deliver_free(struct deliver *d)
 
     /* Handles first: destroying them may still call back into d. */
     follow_fini(&d->follow);
-    for (int s = 0; s < 2; s++)
+    for (size_t s = 0; s < d->nsources; s++)
         if (d->sources[s].rk != NULL)
             rd_kafka_destroy(d->sources[s].rk);
     if (d->producer != NULL)
         rd_kafka_destroy(d->producer);
 
-    for (int s = 0; s < 2; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
         struct deliver_source *src = &d->sources[s];
 
         while (src->parts != NULL) {
@@ -545,6 +622,7 @@ deliver_free(struct deliver *d)
         d->orphans = ob->next;
         outbound_free(ob);
     }
+    free(d->sources);
     ses_client_free(d->ses);
     dedup_free(d->delivered_ids);
     if (d->wake[0] != -1)

@@ -1,14 +1,19 @@
 /*
  * deliver: the delivery worker of one region R.
  *
- * Two consumers read mail.R (group ferry-deliver.R) and mail.R.pinned
- * (group ferry-deliver.R.pinned), and every message goes to SES in R. A
- * message is done when SES accepted it and its ferry.delivered record is
- * acknowledged, or when SES rejected it for good and its mail.R.dead
- * records are acknowledged. Offsets are committed per partition only up to
- * the first message not yet done (see window.h). mail.R is consumed only
+ * A primary worker has two consumers: mail.R in group ferry-deliver.R and
+ * mail.R.pinned in group ferry-deliver.R.pinned. mail.R is consumed only
  * while the region's failover state in ferry.control is PRIMARY
- * (follow.h).
+ * (follow.h). A takeover worker runs in the secondary region S and has
+ * one consumer per primary region P: mail.P in group ferry-takeover.P,
+ * consumed only while P's state is SECONDARY. Pinned topics never reach a
+ * takeover worker.
+ *
+ * Every message goes to SES in the worker's region. A message is done
+ * when SES accepted it and its ferry.delivered record is acknowledged, or
+ * when SES rejected it for good and the records of the dead topic of its
+ * source (mail.P.dead) are acknowledged. Offsets are committed per
+ * partition only up to the first message not yet done (see window.h).
  *
  * One application thread runs everything. It waits in ses_client_run() on
  * the SES sockets and on a pipe that librdkafka writes to when one of its
@@ -57,16 +62,23 @@ struct deliver_source {
     rd_kafka_t               *rk;
     char                      topic[256];
     char                      group[256];
+    char                      owner[64];    /* region whose mail it is */
+    char                      dead_topic[256];  /* mail.<owner>.dead */
+    int                       follows;      /* consumed only while the
+                                               owner's failover state is
+                                               consume_state */
+    enum control_state        consume_state;
     struct deliver_partition *parts;
     int                       subscribed;   /* as last requested */
 };
 
 struct deliver {
     const struct config   *cfg;
-    char                   region[64];
-    char                   dead_topic[256];
+    char                   region[64];      /* where SES is called */
+    int                    takeover;        /* a takeover worker */
     char                   hostname[256];   /* Reporting-MTA of DSNs */
-    struct deliver_source  sources[2];
+    struct deliver_source *sources;
+    size_t                 nsources;
     rd_kafka_t            *producer;
     struct ses_client     *ses;
     struct dedup          *delivered_ids;   /* SES accepted them from
@@ -95,12 +107,14 @@ struct deliver {
 
 /*
  * Checks that the configuration can run a worker for region (NULL: the
- * configured deliver.region) and fills err when not.
+ * configured deliver.region, or for a takeover worker
+ * controller.secondary_region) and fills err when not.
  */
-int deliver_check(const struct config *cfg, const char *region, char *err,
-                  size_t errlen);
+int deliver_check(const struct config *cfg, const char *region,
+                  int takeover, char *err, size_t errlen);
 
 struct deliver *deliver_new(const struct config *cfg, const char *region,
+                            int takeover,
                             const struct ses_credentials *creds, char *err,
                             size_t errlen);
 
@@ -115,7 +129,7 @@ int deliver_run(struct deliver *d, volatile sig_atomic_t *stop);
 
 /*
  * Stops fetching, lets the requests in flight end within grace_ms,
- * commits and leaves both groups.
+ * commits and leaves every group.
  */
 void deliver_drain(struct deliver *d, int64_t grace_ms);
 

@@ -1,6 +1,7 @@
 #include "follow.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 
 static int follow_take(struct deliver *d, const rd_kafka_message_t *msg);
 static void follow_apply(struct deliver *d);
+static struct follow_region *follow_find(struct follow *f,
+                                         const char *region);
 
 
 int
@@ -28,8 +31,20 @@ follow_start(struct deliver *d, int64_t wait_ms, char *err, size_t errlen)
     int64_t                          deadline;
     int                              at_end = 0;
 
-    f->state = CONTROL_PRIMARY;
-    f->epoch = 0;
+    f->regions = xcalloc(d->nsources, sizeof(*f->regions));
+    f->nregions = 0;
+    for (size_t i = 0; i < d->nsources; i++) {
+        const struct deliver_source *src = &d->sources[i];
+
+        if (!src->follows ||
+            follow_find(f, src->owner) != NULL)
+            continue;
+        snprintf(f->regions[f->nregions].name,
+                 sizeof(f->regions[f->nregions].name), "%s", src->owner);
+        f->regions[f->nregions].state = CONTROL_PRIMARY;
+        f->regions[f->nregions].epoch = 0;
+        f->nregions++;
+    }
 
     /*
      * librdkafka 2.0.2 needs a group.id for rd_kafka_consumer_poll(). The
@@ -81,13 +96,14 @@ follow_start(struct deliver *d, int64_t wait_ms, char *err, size_t errlen)
         rd_kafka_message_destroy(msg);
     }
     if (!at_end)
-        log_warn(NULL, "control-unread", "region=%s topic=%s "
-                 "reason=\"end not reached in %lld ms\" effect=\"starting "
-                 "as %s\"", d->region, CONTROL_TOPIC, (long long)wait_ms,
-                 control_state_name(f->state));
-    log_info(NULL, "control-loaded", "region=%s state=%s epoch=%llu",
-             d->region, control_state_name(f->state),
-             (unsigned long long)f->epoch);
+        log_warn(NULL, "control-unread", "topic=%s reason=\"end not "
+                 "reached in %lld ms\" effect=\"starting from the states "
+                 "read so far\"", CONTROL_TOPIC, (long long)wait_ms);
+    for (size_t i = 0; i < f->nregions; i++)
+        log_info(NULL, "control-loaded", "region=%s state=%s epoch=%llu",
+                 f->regions[i].name,
+                 control_state_name(f->regions[i].state),
+                 (unsigned long long)f->regions[i].epoch);
 
     /* From here on the loop's wake pipe covers this consumer too. */
     q = rd_kafka_queue_get_consumer(f->rk);
@@ -117,15 +133,28 @@ follow_poll(struct deliver *d)
 
 
 int
-follow_consuming(const struct follow *f)
+follow_wants(const struct follow *f, const struct deliver_source *src)
 {
-    return f->state == CONTROL_PRIMARY;
+    return !src->follows ||
+           follow_state(f, src->owner) == src->consume_state;
+}
+
+
+enum control_state
+follow_state(const struct follow *f, const char *region)
+{
+    const struct follow_region *r = follow_find((struct follow *)f, region);
+
+    return r != NULL ? r->state : CONTROL_PRIMARY;
 }
 
 
 void
 follow_fini(struct follow *f)
 {
+    free(f->regions);
+    f->regions = NULL;
+    f->nregions = 0;
     if (f->rk == NULL)
         return;
     rd_kafka_consumer_close(f->rk);
@@ -134,14 +163,25 @@ follow_fini(struct follow *f)
 }
 
 
+static struct follow_region *
+follow_find(struct follow *f, const char *region)
+{
+    for (size_t i = 0; i < f->nregions; i++)
+        if (strcmp(f->regions[i].name, region) == 0)
+            return &f->regions[i];
+    return NULL;
+}
+
+
 /*
- * Adopts the state record of msg when it is this region's and newer than
- * the last one. Returns 1 at the end of the partition.
+ * Adopts the state record of msg when its region is followed and it is
+ * newer than the last one. Returns 1 at the end of the partition.
  */
 static int
 follow_take(struct deliver *d, const rd_kafka_message_t *msg)
 {
     struct follow           *f = &d->follow;
+    struct follow_region    *r;
     struct control           rec;
     struct control_command   cmd;
     enum control_record_kind kind;
@@ -160,46 +200,55 @@ follow_take(struct deliver *d, const rd_kafka_message_t *msg)
                  CONTROL_TOPIC, (long long)msg->offset);
         return 0;
     }
-    if (kind != CONTROL_RECORD_STATE || strcmp(rec.region, d->region) != 0 ||
-        rec.epoch <= f->epoch)
+    if (kind != CONTROL_RECORD_STATE ||
+        (r = follow_find(f, rec.region)) == NULL || rec.epoch <= r->epoch)
         return 0;
-    if (rec.state != f->state)
+    if (rec.state != r->state)
         log_info(NULL, "control-state", "region=%s from=%s to=%s "
-                 "epoch=%llu", d->region, control_state_name(f->state),
+                 "epoch=%llu", r->name, control_state_name(r->state),
                  control_state_name(rec.state),
                  (unsigned long long)rec.epoch);
-    f->state = rec.state;
-    f->epoch = rec.epoch;
+    r->state = rec.state;
+    r->epoch = rec.epoch;
     return 0;
 }
 
 
-/* Joins or leaves group ferry-deliver.R to match the state. */
+/* Joins or leaves the groups of following sources to match the states. */
 static void
 follow_apply(struct deliver *d)
 {
-    struct deliver_source *src = &d->sources[0];
+    /* During shutdown deliver_drain() closes the consumers anyway. */
+    if (d->stopping)
+        return;
+    for (size_t i = 0; i < d->nsources; i++) {
+        struct deliver_source *src = &d->sources[i];
+        int                    want = follow_wants(&d->follow, src);
+        const struct follow_region *r;
 
-    /* During shutdown deliver_drain() closes the consumer anyway. */
-    if (d->stopping || follow_consuming(&d->follow) == src->subscribed)
-        return;
-    if (follow_consuming(&d->follow)) {
-        deliver_subscribe(src);
-        return;
-    }
+        if (want == src->subscribed)
+            continue;
+        if (want) {
+            deliver_subscribe(src);
+            continue;
+        }
 
-    /*
-     * The revocation that unsubscribe() starts runs group_release() from
-     * the next consumer poll: it lets sends in flight end, commits the
-     * finished offsets and then the consumer leaves the group.
-     */
-    if (rd_kafka_unsubscribe(src->rk) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_warn(NULL, "unsubscribe-failed", "topic=%s group=%s",
-                 src->topic, src->group);
-        return;
+        /*
+         * The revocation that unsubscribe() starts runs group_release()
+         * from the next consumer poll: it lets sends in flight end,
+         * commits the finished offsets and then the consumer leaves the
+         * group.
+         */
+        if (rd_kafka_unsubscribe(src->rk) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            log_warn(NULL, "unsubscribe-failed", "topic=%s group=%s",
+                     src->topic, src->group);
+            continue;
+        }
+        src->subscribed = 0;
+        r = follow_find(&d->follow, src->owner);
+        log_info(NULL, "group-left", "topic=%s group=%s state=%s "
+                 "epoch=%llu", src->topic, src->group,
+                 control_state_name(r->state),
+                 (unsigned long long)r->epoch);
     }
-    src->subscribed = 0;
-    log_info(NULL, "group-left", "topic=%s group=%s state=%s epoch=%llu",
-             src->topic, src->group, control_state_name(d->follow.state),
-             (unsigned long long)d->follow.epoch);
 }

@@ -6,6 +6,7 @@
 
 #include "deliver.h"
 #include "log.h"
+#include "recall.h"
 #include "schedule.h"
 #include "util.h"
 
@@ -151,6 +152,12 @@ group_assign(struct deliver_source *src,
                  (int)part->partition, src->group, (long long)tp->offset,
                  part->window.ndone_before);
     }
+
+    /* Without known commits, every record of the window is recalled. */
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < committed->cnt; i++)
+            committed->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    recall_delivered(src, committed);
     rd_kafka_topic_partition_list_destroy(committed);
 }
 
@@ -291,8 +298,8 @@ group_set_paused(struct deliver_partition *part, int paused)
 void
 group_commit(struct deliver *d, int sync)
 {
-    group_commit_source(&d->sources[0], sync, 0);
-    group_commit_source(&d->sources[1], sync, 0);
+    for (size_t s = 0; s < d->nsources; s++)
+        group_commit_source(&d->sources[s], sync, 0);
 }
 
 

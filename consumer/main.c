@@ -16,6 +16,7 @@
 struct main_options {
     const char *config_path;
     const char *region;             /* NULL: deliver.region */
+    int         takeover;
     int         check_config;
 };
 
@@ -31,11 +32,16 @@ static void
 main_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ferry-deliver -c FILE [--region REGION] "
+            "usage: ferry-deliver -c FILE [--region REGION] [--takeover] "
             "[--check-config]\n"
             "  -c, --config FILE  configuration file (YAML)\n"
             "  --region REGION    region to deliver for; overrides "
             "deliver.region\n"
+            "  --takeover         deliver, through SES in the secondary "
+            "region\n"
+            "                     (controller.secondary_region), the "
+            "mail.R topics of\n"
+            "                     primary regions that are failed over\n"
             "  --check-config     check the configuration, print "
             "\"FILE: ok\" and exit\n"
             "SES credentials come, in this order, from AWS_ACCESS_KEY_ID,\n"
@@ -53,6 +59,7 @@ main_parse_args(int argc, char **argv, struct main_options *o)
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
         { "region", required_argument, NULL, 'r' },
+        { "takeover", no_argument, NULL, 't' },
         { "check-config", no_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -64,6 +71,7 @@ main_parse_args(int argc, char **argv, struct main_options *o)
         switch (c) {
         case 'c': o->config_path = optarg; break;
         case 'r': o->region = optarg; break;
+        case 't': o->takeover = 1; break;
         case 'k': o->check_config = 1; break;
         case 'h': main_usage(stdout); exit(0);
         default: return -1;
@@ -120,7 +128,8 @@ main(int argc, char **argv)
         return DELIVER_EXIT_USAGE;
     }
     if ((cfg = config_load(opts.config_path, err, sizeof(err))) == NULL ||
-        deliver_check(cfg, opts.region, err, sizeof(err)) == -1) {
+        deliver_check(cfg, opts.region, opts.takeover, err,
+                      sizeof(err)) == -1) {
         fprintf(stderr, "ferry-deliver: %s\n", err);
         config_free(cfg);
         return DELIVER_EXIT_CONFIG;
@@ -140,15 +149,18 @@ main(int argc, char **argv)
         return DELIVER_EXIT_CONFIG;
     }
 
-    /* Kafka and SES handles, then signals and the loop. */
-    if ((d = deliver_new(cfg, opts.region, &creds, err,
+    /*
+     * Signals, then the Kafka and SES handles and the loop. A SIGTERM
+     * during the start makes the loop end at once and the worker drain.
+     */
+    main_install_signals();
+    if ((d = deliver_new(cfg, opts.region, opts.takeover, &creds, err,
                          sizeof(err))) == NULL) {
         fprintf(stderr, "ferry-deliver: %s\n", err);
         ses_credentials_fini(&creds);
         config_free(cfg);
         return 1;
     }
-    main_install_signals();
     rc = deliver_run(d, &main_stop);
 
     /* Drain, then teardown. */

@@ -12,7 +12,6 @@
 #include "schedule.h"
 #include "util.h"
 
-#define OUTBOUND_DELIVERED_TOPIC "ferry.delivered"
 
 /*
  * Margin on top of ingress.ack_timeout_ms before an incomplete chunked
@@ -52,6 +51,7 @@ static void outbound_backoff(struct outbound *ob,
                              const struct ses_outcome *outcome);
 static const char *outbound_topic(const struct outbound *ob);
 static int32_t outbound_partition(const struct outbound *ob);
+static const char *outbound_dead_topic(const struct outbound *ob);
 
 
 const char *
@@ -65,6 +65,14 @@ static const char *
 outbound_topic(const struct outbound *ob)
 {
     return ob->part != NULL ? ob->part->src->topic : "-";
+}
+
+
+/* The dead topic of the region whose mail ob is. */
+static const char *
+outbound_dead_topic(const struct outbound *ob)
+{
+    return ob->part != NULL ? ob->part->src->dead_topic : "-";
 }
 
 
@@ -443,7 +451,7 @@ outbound_record_delivery(struct outbound *ob)
 
     /* librdkafka frees buf once it took the record (RD_KAFKA_MSG_F_FREE). */
     err = rd_kafka_producev(d->producer,
-                            RD_KAFKA_V_TOPIC(OUTBOUND_DELIVERED_TOPIC),
+                            RD_KAFKA_V_TOPIC(DELIVERED_TOPIC),
                             RD_KAFKA_V_KEY(ob->env->id,
                                            strlen(ob->env->id)),
                             RD_KAFKA_V_VALUE(buf, len),
@@ -452,7 +460,7 @@ outbound_record_delivery(struct outbound *ob)
                             RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(buf);
-        outbound_produce_failed(ob, OUTBOUND_DELIVERED_TOPIC,
+        outbound_produce_failed(ob, DELIVERED_TOPIC,
                                 rd_kafka_err2str(err));
         return;
     }
@@ -564,7 +572,8 @@ outbound_produce_dead(struct outbound *ob, struct outbound_record *rec)
     rd_kafka_header_add(hdrs, "ferry-source-offset", -1, offset, -1);
 
     /* On success librdkafka owns hdrs; the value is copied. */
-    err = rd_kafka_producev(d->producer, RD_KAFKA_V_TOPIC(d->dead_topic),
+    err = rd_kafka_producev(d->producer,
+                            RD_KAFKA_V_TOPIC(outbound_dead_topic(ob)),
                             RD_KAFKA_V_KEY(rec->key, rec->key_len),
                             RD_KAFKA_V_VALUE(rec->value, rec->value_len),
                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -572,7 +581,8 @@ outbound_produce_dead(struct outbound *ob, struct outbound_record *rec)
                             RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(hdrs);
-        outbound_produce_failed(ob, d->dead_topic, rd_kafka_err2str(err));
+        outbound_produce_failed(ob, outbound_dead_topic(ob),
+                                rd_kafka_err2str(err));
         return -1;
     }
     ob->pending++;
@@ -595,8 +605,8 @@ outbound_on_produced(struct outbound_record *rec, rd_kafka_resp_err_t err)
 
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         outbound_produce_failed(ob, ob->state == OUTBOUND_RECORDING
-                                        ? OUTBOUND_DELIVERED_TOPIC
-                                        : ob->d->dead_topic,
+                                        ? DELIVERED_TOPIC
+                                        : outbound_dead_topic(ob),
                                 rd_kafka_err2str(err));
         return;
     }
@@ -678,7 +688,7 @@ outbound_finish(struct outbound *ob)
                                                      ob->reason),
                  part->src->topic, (int)part->partition,
                  (long long)ob->records[0].offset, ob->nrecords,
-                 ob->d->dead_topic,
+                 outbound_dead_topic(ob),
                  ob->dsn.key != NULL ? (const char *)ob->dsn.key : "-");
     }
     outbound_complete(ob);

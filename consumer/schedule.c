@@ -39,13 +39,15 @@ schedule_start_due(struct deliver *d)
         if ((probe = schedule_oldest_waiting(d)) != NULL) {
             d->next_probe_ms = now + d->cfg->deliver_retry_max_ms;
             outbound_send(probe);
+        } else if (account_probe(&d->account) == 0) {
+            d->next_probe_ms = now + d->cfg->deliver_retry_max_ms;
         }
         return;
     }
     if (now < d->hold_until_ms)
         return;
 
-    for (int s = 0; s < 2; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
         struct deliver_source *src = &d->sources[s];
 
         for (struct deliver_partition *part = src->parts; part != NULL;
@@ -88,7 +90,7 @@ schedule_retry_produces(struct deliver *d, int only_revoking)
 {
     int64_t now = util_monotonic_ms();
 
-    for (int s = 0; s < 2; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
         for (struct deliver_partition *part = d->sources[s].parts;
              part != NULL; part = part->next) {
             if (only_revoking && !part->revoking)
@@ -113,7 +115,7 @@ schedule_oldest_waiting(struct deliver *d)
 {
     struct outbound *best = NULL;
 
-    for (int s = 0; s < 2; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
         for (struct deliver_partition *part = d->sources[s].parts;
              part != NULL; part = part->next) {
             for (struct outbound *ob = part->head; ob != NULL;
@@ -154,7 +156,7 @@ schedule_wait_ms(struct deliver *d)
     if (d->region_stopped && !d->stopping &&
         ses_client_in_flight(d->ses) == 0 && d->next_probe_ms < due)
         due = d->next_probe_ms;
-    for (int s = 0; s < 2; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
         for (struct deliver_partition *part = d->sources[s].parts;
              part != NULL; part = part->next) {
             for (struct outbound *ob = part->head; ob != NULL;
@@ -198,7 +200,7 @@ schedule_update_pauses(struct deliver *d)
     else if (d->flow_paused && d->in_progress <= low)
         d->flow_paused = 0;
 
-    for (int s = 0; s < 2; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
         for (struct deliver_partition *part = d->sources[s].parts;
              part != NULL; part = part->next) {
             int collecting = schedule_has_state(part, OUTBOUND_COLLECTING);
@@ -232,7 +234,7 @@ schedule_has_state(const struct deliver_partition *part,
 int
 schedule_busy(const struct deliver *d, int only_revoking)
 {
-    for (int s = 0; s < 2; s++) {
+    for (size_t s = 0; s < d->nsources; s++) {
         for (const struct deliver_partition *part = d->sources[s].parts;
              part != NULL; part = part->next) {
             if (only_revoking && !part->revoking)

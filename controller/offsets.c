@@ -201,8 +201,9 @@ offsets_copy(rd_kafka_t *rk, const char *topic, const char *from,
     for (int p = 0; p < count; p++) {
         const rd_kafka_topic_partition_t *tp =
             rd_kafka_topic_partition_list_find(committed, topic, p);
-        int64_t             low, high, offset;
-        rd_kafka_resp_err_t kerr;
+        rd_kafka_topic_partition_t       *out;
+        int64_t                           low, high, offset;
+        rd_kafka_resp_err_t               kerr;
 
         kerr = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high,
                                                 OFFSETS_TIMEOUT_MS);
@@ -214,7 +215,18 @@ offsets_copy(rd_kafka_t *rk, const char *topic, const char *from,
         offset = tp != NULL && tp->offset >= 0 ? tp->offset : low;
         if (offset < low)
             offset = low;   /* records below low are gone */
-        rd_kafka_topic_partition_list_add(target, topic, p)->offset = offset;
+        out = rd_kafka_topic_partition_list_add(target, topic, p);
+        out->offset = offset;
+
+        /*
+         * The metadata lists the offsets after the committed one that are
+         * done already (consumer/window.h); the next group skips them.
+         */
+        if (tp != NULL && tp->offset == offset && tp->metadata_size > 0) {
+            out->metadata = xmalloc(tp->metadata_size);
+            memcpy(out->metadata, tp->metadata, tp->metadata_size);
+            out->metadata_size = tp->metadata_size;
+        }
         if (used < summarylen)
             used += (size_t)snprintf(summary + used, summarylen - used,
                                      "%sp%d=%lld", p > 0 ? " " : "", p,

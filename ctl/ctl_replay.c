@@ -13,9 +13,9 @@
 #include "ctl_scan.h"
 #include "ctl_table.h"
 #include "ctl_time.h"
+#include "delivered.h"
 #include "util.h"
 
-#define REPLAY_DELIVERED_TOPIC "ferry.delivered"
 
 /*
  * ferry.delivered is read from --from minus this margin. A delivered
@@ -381,12 +381,12 @@ replay_load_delivered(struct replay *rp, rd_kafka_t *rk, char *err,
     size_t                 cap = 0;
     int                    count, rc = -1;
 
-    if (ctl_topic_partitions(rk, REPLAY_DELIVERED_TOPIC, &count, err,
+    if (ctl_topic_partitions(rk, DELIVERED_TOPIC, &count, err,
                              errlen) != 0)
         return -1;
     ranges = xcalloc((size_t)count + 1, sizeof(*ranges));
     for (int p = 0; p < count; p++) {
-        ranges[p].topic = REPLAY_DELIVERED_TOPIC;
+        ranges[p].topic = DELIVERED_TOPIC;
         ranges[p].partition = p;
         ranges[p].opaque = &cap;
     }

@@ -16,7 +16,6 @@
 #include "envelope.h"
 #include "util.h"
 
-#define TRACE_DELIVERED_TOPIC "ferry.delivered"
 #define TRACE_IDLE_TIMEOUT_MS 30000
 #define TRACE_MAX_HITS        64
 
@@ -419,11 +418,11 @@ trace_scan_delivered(struct trace *tr, rd_kafka_t *rk, int64_t since_ms,
 
     if (tr->envelope_id[0] == '\0')
         return 0;
-    if (ctl_topic_partitions(rk, TRACE_DELIVERED_TOPIC, &count, err,
+    if (ctl_topic_partitions(rk, DELIVERED_TOPIC, &count, err,
                              errlen) != 0)
         return -1;
     for (int p = 0; p < count; p++)
-        trace_add_range(&ranges, &nranges, TRACE_DELIVERED_TOPIC, p);
+        trace_add_range(&ranges, &nranges, DELIVERED_TOPIC, p);
     if (ctl_scan_seek_time(rk, ranges, nranges, since_ms, err, errlen) == 0)
         rc = ctl_scan_run(rk, ranges, nranges, trace_on_delivered, NULL, tr,
                           TRACE_IDLE_TIMEOUT_MS, err, errlen);

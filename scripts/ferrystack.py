@@ -1,5 +1,6 @@
 """Start and stop a whole local Ferry: a Kafka broker, one ses-local per
-region, ferry-ingress and a ferry-deliver worker per primary region.
+region, ferry-ingress and a ferry-deliver worker per primary region; on
+request also a ferry-controller and a takeover worker in US West.
 
 Used by scripts/demo and by the end-to-end tests. Every process listens on
 127.0.0.1 only, is started by this module and is stopped by its PID.
@@ -67,8 +68,19 @@ class Stack:
     """
 
     def __init__(self, state_dir, base_port=19092, ack_timeout_ms=30000,
-                 log=print):
+                 log=print, deliver_settings=None, extra_config=""):
+        """deliver_settings overrides keys of the deliver section;
+        extra_config is YAML text appended to the configuration, for
+        sections the stack does not write itself."""
         self.state_dir = state_dir
+        self.deliver_settings = {
+            "max_in_flight": 16,
+            "retry_initial_ms": 200,
+            "retry_max_ms": 5000,
+            "request_timeout_ms": 10000,
+        }
+        self.deliver_settings.update(deliver_settings or {})
+        self.extra_config = extra_config
         self.base_port = base_port
         self.kafka_port = base_port
         self.smtp_port = base_port + 20
@@ -123,12 +135,9 @@ class Stack:
             "  ack_timeout_ms: %d" % self.ack_timeout_ms,
             "  durability: relaxed",
             "deliver:",
-            "  max_in_flight: 16",
-            "  retry_initial_ms: 200",
-            "  retry_max_ms: 5000",
-            "  request_timeout_ms: 10000",
-            "regions:",
         ]
+        lines += ["  %s: %s" % item for item in self.deliver_settings.items()]
+        lines.append("regions:")
         for region in self.regions:
             lines.append("  %s:" % region)
             lines.append("    ses_endpoint: http://127.0.0.1:%d"
@@ -144,7 +153,7 @@ class Stack:
                 "    integration: %s" % org["integration"],
             ]
         with open(self.config_path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write("\n".join(lines) + "\n" + self.extra_config)
 
     # Processes
 
@@ -227,6 +236,18 @@ class Stack:
         if proc.poll() is not None:
             raise StackError("ferry-deliver for %s exited at start:\n%s"
                              % (region, self.tail("deliver-" + region)))
+
+    def start_takeover(self, name="takeover"):
+        """Start a takeover worker in the secondary region; it is not part
+        of start(). It consumes mail.R only while R is failed over."""
+        argv = [os.path.join(BUILD, "ferry-deliver"), "-c", self.config_path,
+                "--takeover"]
+        proc = self.spawn(name, argv, env=self.daemon_env())
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            raise StackError("ferry-deliver --takeover exited at start:\n%s"
+                             % self.tail(name))
+        return proc
 
     def start_controller(self, config_path=None, name="controller"):
         """Start a ferry-controller; it is not part of start()."""
