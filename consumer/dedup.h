@@ -14,9 +14,9 @@
  * is 4,000,000 + 262,144 * 4 = 5,048,576 bytes (4.8 MiB), plus a copy of
  * the SES message id for each entry whose record is not acknowledged.
  *
- * NOTE: the set lives in one process only. When a partition moves to
- * another worker, or the worker restarts, messages delivered after the
- * last successful commit are sent again.
+ * The set lives in one process. When a partition moves to another worker,
+ * or the worker restarts, recall.h fills the new owner's set from
+ * ferry.delivered, within deliver.delivered_lookback_seconds.
  */
 #ifndef FERRY_DEDUP_H
 #define FERRY_DEDUP_H

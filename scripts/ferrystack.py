@@ -6,12 +6,14 @@ Used by scripts/demo and by the end-to-end tests. Every process listens on
 127.0.0.1 only, is started by this module and is stopped by its PID.
 """
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -220,6 +222,29 @@ class Stack:
         if not wait_for_port(port, 20, proc):
             raise StackError("ses-local for %s did not start:\n%s"
                              % (region, self.tail("ses-" + region)))
+
+    def ses_control(self, region, path, document=None, method="POST"):
+        """Call the /_ferry/ control API of a region's ses-local."""
+        data = None if document is None else json.dumps(document).encode()
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d/_ferry/%s" % (self.ses_ports[region], path),
+            data=data, method=method,
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def failover_state(self, region):
+        """Return region's state as `ferryctl failover status` shows it,
+        or None before the controller wrote one."""
+        result = subprocess.run(
+            [os.path.join(BUILD, "ferryctl"), "failover", "status",
+             "--region", region, "-c", self.config_path],
+            capture_output=True, text=True, timeout=60)
+        for line in result.stdout.splitlines()[2:]:
+            cells = line.split()
+            if cells and cells[0] == region:
+                return cells[1]
+        return None
 
     def start_ingress(self):
         argv = [os.path.join(BUILD, "ferry-ingress"), "-c", self.config_path]

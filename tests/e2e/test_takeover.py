@@ -16,6 +16,7 @@ many messages it sends in all (default 800).
 
 import os
 import smtplib
+import subprocess
 import threading
 import time
 
@@ -132,7 +133,6 @@ def tstack(tmp_path_factory):
 
 def test_takeover_usage_errors(tstack):
     binary = os.path.join(ferrystack.BUILD, "ferry-deliver")
-    import subprocess
     result = subprocess.run([binary, "-c", tstack.config_path, "--takeover",
                              "--region", REGION], capture_output=True,
                             text=True, timeout=30)
@@ -243,16 +243,7 @@ def break_ses(stack, fault):
     spec = {"503": {"fault": "error", "status": 503},
             "timeout": {"fault": "hang"}}[fault]
     ses_control(stack, REGION, "faults", spec)
-    return lambda: clear_faults(stack)
-
-
-def clear_faults(stack):
-    import urllib.request
-    request = urllib.request.Request(
-        "http://127.0.0.1:%d/_ferry/faults" % stack.ses_ports[REGION],
-        method="DELETE")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+    return lambda: stack.ses_control(REGION, "faults", method="DELETE")
 
 
 def test_outages_fail_over_and_back(tstack):
