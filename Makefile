@@ -182,6 +182,13 @@ bench-deliver: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/bench-deliver
 
+# Time from an SES outage in us-east-1 to the first delivery through US
+# West, and back; scripts/bench-failover describes the runs.
+.PHONY: bench-failover
+bench-failover: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/bench-failover
+
 check:
 	$(Q)shellcheck scripts/install-deps scripts/kafka-local .ci/run
 
