@@ -15,6 +15,7 @@ many messages it sends in all (default 800).
 """
 
 import os
+import signal
 import smtplib
 import subprocess
 import threading
@@ -283,3 +284,65 @@ def test_outages_fail_over_and_back(tstack):
     cycle = ["DRAINING_PRIMARY", "SECONDARY", "DRAINING_SECONDARY",
              "PRIMARY"]
     assert states == cycle * len(faults)
+
+
+def test_us_west_not_ready_keeps_mail_home(tstack):
+    """With acme.example unverified in us-west-2 the controller must not
+    fail us-east-1 over, however broken its SES: mail waits in Kafka and
+    is delivered at home, once, after the recovery."""
+    controller_start = log_size(tstack, "controller")
+    ses_control(tstack, SECONDARY, "identities",
+                {"identities": ["lumiere.example"]})
+    client = Client(tstack)
+    try:
+        wait_for_log(tstack, "controller", r"readiness region=us-east-1 "
+                     r"secondary=us-west-2 ready=0", after=controller_start)
+        heal = break_ses(tstack, "503")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            client.send("acme", "not-ready")
+            time.sleep(0.2)
+        wait_for_log(tstack, "controller", r"health region=us-east-1 "
+                     r"probes=down workers=down health=down",
+                     after=controller_start)
+        time.sleep(3)
+        assert tstack.failover_state(REGION) == "PRIMARY"
+        where = deliveries(tstack)
+        assert [i for i in client.sent["acme"] if i in where] == []
+        heal()
+        where = wait_all_delivered(tstack, client.sent["acme"])
+        assert {where[i][0] for i in client.sent["acme"]} == {REGION}
+        check_exactly_once(client, where)
+    finally:
+        client.close()
+        ses_control(tstack, SECONDARY, "identities",
+                    {"identities": ["acme.example", "lumiere.example"]})
+
+
+def test_standby_controller_takes_over(tstack):
+    """Two replicas: killing the active one with SIGKILL hands the lease
+    to the other, which then carries out a failover and a failback."""
+    tstack.start_controller(name="standby")
+    time.sleep(5)
+    standby_start = log_size(tstack, "standby")
+    assert tstack.stop_process("controller", sig=signal.SIGKILL) == -9
+    wait_for_log(tstack, "standby", r"lease-acquired", after=standby_start,
+                 timeout=60)
+
+    client = Client(tstack)
+    try:
+        result = failover(tstack, "force", "--region", REGION,
+                          "--reason", "standby drill")
+        assert result.returncode == 0, result.stderr
+        wait_for_status(tstack, REGION, "SECONDARY")
+        for i in range(10):
+            client.send("acme", "standby")
+        where = wait_all_delivered(tstack, client.sent["acme"])
+        assert {where[i][0] for i in client.sent["acme"]} == {SECONDARY}
+        result = failover(tstack, "failback", "--region", REGION)
+        assert result.returncode == 0, result.stderr
+        wait_for_status(tstack, REGION, "PRIMARY")
+        check_exactly_once(client, deliveries(tstack))
+    finally:
+        client.close()
+        failover(tstack, "release", "--region", REGION)
