@@ -24,6 +24,8 @@ health_encode(const struct health *h, size_t *len)
     pb.local_fault = h->local_fault;
     pb.rejected = h->rejected;
     pb.clock_offset_ms = h->clock_offset_ms;
+    pb.clock_measured_offset_ms = h->clock_measured_offset_ms;
+    pb.clock_measured = h->clock_measured != 0;
     pb.stop_class = (char *)h->stop_class;
     pb.send_rate = h->send_rate;
     pb.max_send_rate = h->max_send_rate;
@@ -54,6 +56,8 @@ health_decode(const void *buf, size_t len, struct health *h)
     h->local_fault = pb->local_fault;
     h->rejected = pb->rejected;
     h->clock_offset_ms = pb->clock_offset_ms;
+    h->clock_measured_offset_ms = pb->clock_measured_offset_ms;
+    h->clock_measured = pb->clock_measured;
     snprintf(h->stop_class, sizeof(h->stop_class), "%s", pb->stop_class);
     h->send_rate = pb->send_rate;
     h->max_send_rate = pb->max_send_rate;

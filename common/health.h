@@ -26,6 +26,8 @@ struct health {
     char     stop_class[32];        /* "" while sending */
     double   send_rate;             /* recipients per second */
     double   max_send_rate;         /* 0 while unknown */
+    int64_t  clock_measured_offset_ms;  /* SES minus local, estimated */
+    int      clock_measured;            /* 0: no Date header seen yet */
 };
 
 /* Returns a malloc'd buffer the caller frees, and its length in *len. */

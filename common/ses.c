@@ -61,6 +61,8 @@ struct ses_client {
     struct ses_request    *requests;
     size_t                 in_flight;
     int64_t                clock_offset_ms;
+    int64_t                measured_offset_ms;  /* see note_date() */
+    int                    measured;
     int64_t                refresh_at_ms;   /* web identity: renew keys */
 };
 
@@ -725,6 +727,17 @@ ses_client_clock_offset_ms(const struct ses_client *client)
 }
 
 
+int
+ses_client_measured_offset_ms(const struct ses_client *client,
+                              int64_t *offset_ms)
+{
+    if (!client->measured)
+        return -1;
+    *offset_ms = client->measured_offset_ms;
+    return 0;
+}
+
+
 /* Classifies the response, calls the callback, then frees the request. */
 static void
 ses_client_finish(struct ses_client *client, struct ses_request *req,
@@ -849,16 +862,32 @@ ses_client_refresh_credentials(struct ses_client *client)
 /*
  * Moves the signing clock to SES's when the two differ by more than
  * SES_CLOCK_SKEW_MIN_MS, and back once they agree again.
+ *
+ * It also keeps an estimate of the difference for reports. A Date header
+ * names the second in which SES answered, so one sample is off by up to
+ * a second; taking the middle of that second and a moving average over
+ * the last 16 or so samples leaves an error of well under a second once
+ * the answers come at different phases of the second. A sample more than
+ * SES_CLOCK_SKEW_MIN_MS away from the estimate replaces it: the clock
+ * jumped.
  */
 static void
 ses_client_note_date(struct ses_client *client, const char *date)
 {
     time_t  server;
-    int64_t skew, offset;
+    int64_t skew, offset, sample;
 
     if (date[0] == '\0' || (server = curl_getdate(date, NULL)) == -1)
         return;
     skew = (int64_t)server * 1000 - util_now_ms();
+    sample = skew + 500;
+    if (!client->measured ||
+        llabs(sample - client->measured_offset_ms) > SES_CLOCK_SKEW_MIN_MS)
+        client->measured_offset_ms = sample;
+    else
+        client->measured_offset_ms +=
+            (sample - client->measured_offset_ms) / 16;
+    client->measured = 1;
     offset = skew > SES_CLOCK_SKEW_MIN_MS || skew < -SES_CLOCK_SKEW_MIN_MS
                  ? skew : 0;
     if ((offset == 0) != (client->clock_offset_ms == 0) ||

@@ -142,6 +142,14 @@ size_t ses_client_in_flight(const struct ses_client *client);
 /* Milliseconds the signing clock is moved by to match SES's Date header. */
 int64_t ses_client_clock_offset_ms(const struct ses_client *client);
 
+/*
+ * Sets *offset_ms to SES's clock minus the local one as estimated from
+ * the Date headers seen so far, and returns 0; returns -1 before the
+ * first one.
+ */
+int ses_client_measured_offset_ms(const struct ses_client *client,
+                                  int64_t *offset_ms);
+
 /* Returns 0 when raw_len bytes fit SES's limit after base64, else -1. */
 int ses_email_fits(size_t raw_len);
 

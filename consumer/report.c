@@ -92,6 +92,8 @@ report_produce_due(struct deliver *d, int force)
     h.local_fault = r->counts[SES_LOCAL_FAULT];
     h.rejected = r->counts[SES_REJECTED];
     h.clock_offset_ms = ses_client_clock_offset_ms(d->ses);
+    h.clock_measured = ses_client_measured_offset_ms(
+                           d->ses, &h.clock_measured_offset_ms) == 0;
     if (d->region_stopped)
         snprintf(h.stop_class, sizeof(h.stop_class), "%s",
                  ses_result_name(d->stop_result));
@@ -107,10 +109,12 @@ report_produce_due(struct deliver *d, int force)
     log_debug(NULL, "health", "region=%s interval_ms=%lld delivered=%"
               PRIu64 " throttled=%" PRIu64 " transient=%" PRIu64
               " region_down=%" PRIu64 " local_fault=%" PRIu64
-              " rejected=%" PRIu64 " clock_offset_ms=%lld stop_class=%s",
+              " rejected=%" PRIu64 " clock_offset_ms=%lld "
+              "clock_measured_offset_ms=%s%lld stop_class=%s",
               h.region, (long long)h.interval_ms, h.delivered, h.throttled,
               h.transient, h.region_down, h.local_fault, h.rejected,
-              (long long)h.clock_offset_ms,
+              (long long)h.clock_offset_ms, h.clock_measured ? "" : "unknown:",
+              (long long)h.clock_measured_offset_ms,
               h.stop_class[0] ? h.stop_class : "-");
 
     /* librdkafka frees buf once it took the record; no opaque marks it. */

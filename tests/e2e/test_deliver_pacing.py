@@ -148,7 +148,8 @@ HEALTH_FIELDS = {1: "region", 2: "worker_id", 3: "interval_start_ms",
                  4: "interval_ms", 5: "delivered", 6: "throttled",
                  7: "transient", 8: "region_down", 9: "local_fault",
                  10: "rejected", 11: "clock_offset_ms", 12: "stop_class",
-                 13: "send_rate", 14: "max_send_rate"}
+                 13: "send_rate", 14: "max_send_rate",
+                 15: "clock_measured_offset_ms", 16: "clock_measured"}
 
 
 def health_records(stack, region):
@@ -204,6 +205,14 @@ def test_health_counts_match_ledger(paced_stack):
     for r in records:
         assert r["stop_class"] == ""
         assert r["clock_offset_ms"] == 0
+    # ses-local runs on this host: its Date headers agree with our clock
+    # within the second they are rounded to.
+    measured = [r for r in records if r["clock_measured"]]
+    assert measured, "no record measured the clock offset"
+    for r in measured:
+        offset = r["clock_measured_offset_ms"]
+        offset = offset - (1 << 64) if offset >= 1 << 63 else offset
+        assert -1500 <= offset <= 1500, offset
         assert 0 < r["interval_ms"] <= HEALTH_INTERVAL_S * 1000 + 1000
     assert records[-1]["max_send_rate"] == MAX_SEND_RATE
     assert 1 <= records[-1]["send_rate"] <= MAX_SEND_RATE

@@ -12,15 +12,15 @@
 
 static const struct health health_cases[] = {
     { "us-east-1", "deliver-a:4242", 1764866000000, 5000,
-      120, 3, 2, 0, 0, 1, 0, "", 14.0, 14.0 },
+      120, 3, 2, 0, 0, 1, 0, "", 14.0, 14.0, 250, 1 },
     { "eu-west-1", "deliver-b:7", 1764866005000, 5012,
-      0, 0, 0, 4, 0, 0, 0, "region_down", 7.5, 14.0 },
+      0, 0, 0, 4, 0, 0, 0, "region_down", 7.5, 14.0, 0, 0 },
     { "us-west-2", "host:1", 1764866010000, 4999,
-      0, 0, 0, 0, 9, 0, -360000, "local_fault", 1.0, 0.0 },
-    { "", "", 0, 0, 0, 0, 0, 0, 0, 0, 0, "", 0.0, 0.0 },
+      0, 0, 0, 0, 9, 0, -360000, "local_fault", 1.0, 0.0, -360400, 1 },
+    { "", "", 0, 0, 0, 0, 0, 0, 0, 0, 0, "", 0.0, 0.0, 0, 0 },
     { "us-east-1", "big:1", INT64_MAX, INT64_MAX, UINT64_MAX, UINT64_MAX,
       UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX, INT64_MIN, "",
-      1e6, 1e6 },
+      1e6, 1e6, INT64_MIN, 1 },
 };
 
 
@@ -50,6 +50,9 @@ round_trip_keeps_fields(void **state)
         assert_string_equal(out.stop_class, in->stop_class);
         assert_true(out.send_rate == in->send_rate);
         assert_true(out.max_send_rate == in->max_send_rate);
+        assert_true(out.clock_measured_offset_ms ==
+                    in->clock_measured_offset_ms);
+        assert_int_equal(out.clock_measured, in->clock_measured);
         free(buf);
     }
 }

@@ -629,6 +629,42 @@ client_follows_server_date(void **state)
     offset = ses_client_clock_offset_ms(client);
     assert_true(offset > 595000);
     assert_true(offset < 605000);
+    assert_int_equal(ses_client_measured_offset_ms(client, &offset), 0);
+    assert_true(offset > 595000);
+    assert_true(offset < 605000);
+    ses_client_free(client);
+}
+
+
+/*
+ * A Date header two seconds behind is measured and reported but, being
+ * under a minute, leaves the signing clock alone.
+ */
+static void
+client_measures_small_offset(void **state)
+{
+    struct stub_server srv;
+    struct captured    cap;
+    struct ses_client *client;
+    char               response[512];
+    char               date[64];
+    time_t             behind = time(NULL) - 2;
+    struct tm          tm;
+    int64_t            offset = 0;
+
+    (void)state;
+    gmtime_r(&behind, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    snprintf(response, sizeof(response),
+             "HTTP/1.1 503 Service Unavailable\r\n"
+             "Date: %s\r\n"
+             "Content-Length: 0\r\n"
+             "Connection: close\r\n\r\n", date);
+    client = send_to_stub(&srv, response, NULL, &cap);
+    assert_int_equal(ses_client_clock_offset_ms(client), 0);
+    assert_int_equal(ses_client_measured_offset_ms(client, &offset), 0);
+    assert_true(offset > -3500);
+    assert_true(offset < -500);
     ses_client_free(client);
 }
 
@@ -805,6 +841,7 @@ main(void)
         cmocka_unit_test(client_reads_rest_json_error),
         cmocka_unit_test(client_503_is_retry),
         cmocka_unit_test(client_follows_server_date),
+        cmocka_unit_test(client_measures_small_offset),
         cmocka_unit_test(client_get_account_request),
         cmocka_unit_test(client_get_email_identity_request),
         cmocka_unit_test(client_refused_is_retry),
