@@ -40,6 +40,9 @@ static const char *const config_durability_names[] = {
 static const char *const config_integration_names[] = {
     "smtp", "m365_api", "journaling", NULL
 };
+static const char *const config_bool_names[] = {
+    "false", "true", NULL
+};
 static const char *const config_log_level_names[] = {
     "trace", "debug", "info", "warn", "error", NULL
 };
@@ -109,6 +112,8 @@ static const struct config_key config_ingress_keys[] = {
     KEY("http_listen", CONFIG_STRING, ingress_http_listen, "", 0, 0, NULL),
     KEY("credentials_file", CONFIG_STRING, ingress_credentials_file, "", 0,
         0, NULL),
+    KEY("proxy_protocol", CONFIG_ENUM, ingress_proxy_protocol, "false", 0, 0,
+        config_bool_names),
 };
 
 static const struct config_key config_deliver_keys[] = {
@@ -193,6 +198,9 @@ static int config_read_kafka(struct config_reader *r, struct config *cfg,
                              yaml_node_t *map);
 static int config_read_ingress(struct config_reader *r, struct config *cfg,
                                yaml_node_t *map);
+static int config_read_networks(struct config_reader *r, yaml_node_t *node,
+                                const char *key, struct cidr **out,
+                                size_t *n);
 static int config_read_regions(struct config_reader *r, struct config *cfg,
                                yaml_node_t *map);
 static int config_read_org(struct config_reader *r, struct config *cfg,
@@ -473,7 +481,8 @@ config_read_ingress(struct config_reader *r, struct config *cfg,
         "data_initiation_timeout_seconds", "data_block_timeout_seconds",
         "data_termination_timeout_seconds", "max_connections",
         "max_connections_per_client", "max_commands", "max_errors",
-        "http_listen", "credentials_file", NULL
+        "http_listen", "credentials_file", "proxy_protocol",
+        "proxy_networks", NULL
     };
     yaml_node_pair_t *pair;
 
@@ -492,8 +501,44 @@ config_read_ingress(struct config_reader *r, struct config *cfg,
                                     &cfg->ingress_regions,
                                     &cfg->ningress_regions) == -1)
             return -1;
+        if (strcmp((const char *)kn->data.scalar.value, "proxy_networks") ==
+                0 &&
+            config_read_networks(r, vn, "ingress.proxy_networks",
+                                 &cfg->ingress_proxy_networks,
+                                 &cfg->ningress_proxy_networks) == -1)
+            return -1;
     }
     return 0;
+}
+
+
+/* Reads a list of addresses and CIDR networks. */
+static int
+config_read_networks(struct config_reader *r, yaml_node_t *node,
+                     const char *key, struct cidr **out, size_t *n)
+{
+    char  **nets = NULL;
+    size_t  nnets = 0;
+    int     rc = -1;
+
+    if (config_read_string_list(r, node, key, &nets, &nnets) == -1)
+        goto out;
+    *out = xcalloc(nnets + 1, sizeof(**out));
+    for (size_t i = 0; i < nnets; i++) {
+        if (cidr_parse(nets[i], &(*out)[i]) == -1) {
+            config_fail(r, node, "key '%s': '%s' is not an address or CIDR "
+                        "network", key, nets[i]);
+            goto out;
+        }
+    }
+    *n = nnets;
+    rc = 0;
+
+out:
+    for (size_t i = 0; i < nnets; i++)
+        free(nets[i]);
+    free(nets);
+    return rc;
 }
 
 
@@ -881,6 +926,10 @@ config_check(struct config_reader *r, struct config *cfg)
         if (config_read_credentials(r, cfg) == -1)
             return -1;
     }
+    if (cfg->ingress_proxy_protocol && cfg->ningress_proxy_networks == 0)
+        return config_fail(r, NULL, "key 'ingress.proxy_networks' is missing "
+                           "or empty, but 'ingress.proxy_protocol' is true: "
+                           "list the addresses of the load balancers");
     if (cfg->ingress_ack_timeout_ms >=
         cfg->ingress_data_termination_timeout * 1000)
         return config_fail(r, NULL, "key 'ingress.ack_timeout_ms' must be "
@@ -1099,6 +1148,7 @@ config_free(struct config *cfg)
         free(cfg->ingress_credentials[i].hash);
     }
     free(cfg->ingress_credentials);
+    free(cfg->ingress_proxy_networks);
     free(cfg->deliver_dsn_from);
     free(cfg->deliver_http_listen);
     free(cfg->controller_id);

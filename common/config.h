@@ -88,6 +88,9 @@ struct config {
     int64_t                ingress_max_errors;       /* per session */
     char                  *ingress_http_listen;     /* host:port; "" off */
     char                  *ingress_credentials_file; /* "": no AUTH */
+    int                    ingress_proxy_protocol;  /* 1: header required */
+    struct cidr           *ingress_proxy_networks;  /* who may send it */
+    size_t                 ningress_proxy_networks;
     struct credential     *ingress_credentials;
     size_t                 ningress_credentials;
 

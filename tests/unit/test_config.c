@@ -210,6 +210,16 @@ errors_name_the_key(void **state)
         { "ingress:\n  durability_check_interval_seconds: -1\n",
           "key 'ingress.durability_check_interval_seconds': -1 is out of "
           "range [0, 86400]" },
+        { "ingress:\n  proxy_protocol: yes\n",
+          "key 'ingress.proxy_protocol': invalid value 'yes'" },
+        { "ingress:\n  proxy_protocol: true\n",
+          "key 'ingress.proxy_networks' is missing or empty, but "
+          "'ingress.proxy_protocol' is true" },
+        { "ingress:\n  proxy_protocol: true\n  proxy_networks: []\n",
+          "key 'ingress.proxy_networks' is missing or empty" },
+        { "ingress:\n  proxy_networks: [10.0.0.0/8, lb.example]\n",
+          ":14: key 'ingress.proxy_networks': 'lb.example' is not an address "
+          "or CIDR network" },
         { "bogus: 1\n", "unknown key 'bogus'" },
         { "kafka: [\n", "invalid YAML" },
     };
@@ -248,6 +258,34 @@ load_credentials(const char *credentials, char *err, size_t errlen)
     unlink(cred_path);
     free(cred_path);
     return cfg;
+}
+
+
+static void
+proxy_networks_load(void **state)
+{
+    char           text[2048];
+    char           err[512] = "";
+    struct config *cfg;
+
+    (void)state;
+    snprintf(text, sizeof(text), "%singress:\n  proxy_protocol: true\n"
+             "  proxy_networks: [10.1.0.0/16, \"2001:db8::7\"]\n",
+             base_yaml);
+    cfg = load_text(text, err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(cfg->ingress_proxy_protocol, 1);
+    assert_int_equal(cfg->ningress_proxy_networks, 2);
+    assert_int_equal(cfg->ingress_proxy_networks[0].prefix, 16);
+    assert_int_equal(cfg->ingress_proxy_networks[1].family, AF_INET6);
+    config_free(cfg);
+
+    /* Off by default, with no networks needed. */
+    cfg = load_text(base_yaml, err, sizeof(err));
+    assert_non_null(cfg);
+    assert_int_equal(cfg->ingress_proxy_protocol, 0);
+    config_free(cfg);
 }
 
 
@@ -444,6 +482,7 @@ main(void)
         cmocka_unit_test(defaults_apply),
         cmocka_unit_test(errors_name_the_key),
         cmocka_unit_test(missing_file_is_named),
+        cmocka_unit_test(proxy_networks_load),
         cmocka_unit_test(credentials_file_loads),
         cmocka_unit_test(credentials_file_errors),
         cmocka_unit_test(credentials_file_needs_tls),
