@@ -1,5 +1,6 @@
 #include "smtp_server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "proxy_header.h"
 #include "smtp_session.h"
 #include "util.h"
 
@@ -31,6 +33,12 @@
 
 /* Unsent replies above which commands wait until the client reads. */
 #define SMTP_SERVER_OUTPUT_MAX       (64 * 1024)
+
+/*
+ * Time a load balancer has to send its PROXY protocol header. It sends
+ * the header as soon as it connects, so a short limit will do.
+ */
+#define SMTP_SERVER_PROXY_HEADER_SECONDS  10
 
 /* After the grace period, time for the last replies to be written. */
 #define SMTP_SERVER_FLUSH_MS         2000
@@ -54,7 +62,10 @@ struct smtp_conn {
     bool                          eof;          /* the client sent FIN */
     bool                          closing;      /* free once flushed */
     bool                          tls;          /* handshake started */
-    bool                          refused;      /* got 421, not counted */
+    bool                          refused;      /* not counted: got 421, or
+                                                   waits for its PROXY
+                                                   header */
+    bool                          proxy_wait;   /* PROXY header not read */
     int                           wait;         /* enum smtp_wait, or -1 */
 };
 
@@ -107,6 +118,12 @@ static bool smtp_server_same_client(const struct sockaddr_storage *a,
 static int smtp_server_admit(struct smtp_server *srv,
                              const struct sockaddr *sa,
                              enum smtp_refusal *why);
+static bool smtp_server_proxy_allowed(const struct config *cfg,
+                                      const struct sockaddr *sa);
+static void smtp_server_format_peer(const struct sockaddr *sa, char *buf,
+                                    size_t size);
+static int smtp_server_read_proxy(struct smtp_conn *c);
+static void smtp_server_greet(struct smtp_conn *c);
 static void smtp_server_start_tls(struct smtp_conn *c);
 static void smtp_server_tls_done(struct smtp_conn *c);
 static bool smtp_server_flushed(struct smtp_conn *c);
@@ -307,12 +324,23 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     struct smtp_server *srv = arg;
     struct smtp_conn   *c;
     int                 nodelay = 1;
-    enum smtp_refusal   why = SMTP_REFUSE_SERVER_FULL;
+    char                peer[INET6_ADDRSTRLEN];
+
+    /* Only the configured load balancers may send a PROXY header. */
+    if (srv->cfg->ingress_proxy_protocol &&
+        !smtp_server_proxy_allowed(srv->cfg, sa)) {
+        smtp_server_format_peer(sa, peer, sizeof(peer));
+        log_warn(NULL, "proxy-peer-not-allowed", "peer=%s reason=\"not in "
+                 "ingress.proxy_networks\" action=close", peer);
+        evutil_closesocket(fd);
+        return;
+    }
 
     c = xcalloc(1, sizeof(*c));
     c->srv = srv;
     c->wait = -1;
-    c->refused = smtp_server_admit(srv, sa, &why) == -1;
+    c->proxy_wait = srv->cfg->ingress_proxy_protocol != 0;
+    c->refused = true;      /* counted once admitted */
     if ((size_t)salen <= sizeof(c->client))
         memcpy(&c->client, sa, (size_t)salen);
     c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -339,10 +367,31 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     c->s = smtp_session_new(srv->cfg, sa, &smtp_server_ops, c);
     TAILQ_INSERT_TAIL(&srv->conns, c, entry);
     srv->nconns++;
-    if (!c->refused)
-        srv->nadmitted++;
 
     smtp_server_setup_bev(c);
+    if (c->proxy_wait) {
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        return;
+    }
+    smtp_server_greet(c);
+}
+
+
+/*
+ * Admits the client, or refuses it, once its address is known: at
+ * accept, or after the PROXY header.
+ */
+static void
+smtp_server_greet(struct smtp_conn *c)
+{
+    struct smtp_server *srv = c->srv;
+    enum smtp_refusal   why = SMTP_REFUSE_SERVER_FULL;
+
+    c->refused = smtp_server_admit(srv, (struct sockaddr *)&c->client,
+                                   &why) == -1;
+    if (!c->refused)
+        srv->nadmitted++;
+    smtp_server_set_timeouts(c);
 
     log_info(NULL, "connect", "session=%s client=%s", smtp_session_id(c->s),
              smtp_session_client(c->s));
@@ -353,6 +402,86 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     }
     smtp_session_start(c->s);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+
+/* Writes the IP address of sa, without the port. */
+static void
+smtp_server_format_peer(const struct sockaddr *sa, char *buf, size_t size)
+{
+    const void *addr = NULL;
+
+    if (sa->sa_family == AF_INET)
+        addr = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6)
+        addr = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (addr == NULL || inet_ntop(sa->sa_family, addr, buf,
+                                  (socklen_t)size) == NULL)
+        snprintf(buf, size, "unknown");
+}
+
+
+static bool
+smtp_server_proxy_allowed(const struct config *cfg,
+                          const struct sockaddr *sa)
+{
+    for (size_t i = 0; i < cfg->ningress_proxy_networks; i++)
+        if (cidr_contains(&cfg->ingress_proxy_networks[i], sa))
+            return true;
+    return false;
+}
+
+
+/*
+ * Reads the PROXY protocol header that must start the connection and
+ * takes the client address from it. Returns 0 once the header is read,
+ * or -1 while it is incomplete or after c was freed for a bad header.
+ */
+static int
+smtp_server_read_proxy(struct smtp_conn *c)
+{
+    struct evbuffer         *in = bufferevent_get_input(c->bev);
+    size_t                   len = evbuffer_get_length(in);
+    struct proxy_header      header;
+    enum proxy_header_status status;
+    char                     peer[INET6_ADDRSTRLEN];
+    unsigned char           *buf;
+
+    if (len > PROXY_HEADER_MAX)
+        len = PROXY_HEADER_MAX;
+    buf = evbuffer_pullup(in, (ev_ssize_t)len);
+    status = proxy_header_parse(buf, len, &header);
+    if (status == PROXY_HEADER_INCOMPLETE && !c->eof)
+        return -1;
+
+    smtp_server_format_peer((struct sockaddr *)&c->client, peer,
+                            sizeof(peer));
+    if (status == PROXY_HEADER_INCOMPLETE && len == 0) {
+        /* A TCP health check of the load balancer, most likely. */
+        smtp_server_free_conn(c, "client-closed");
+        return -1;
+    }
+    if (status != PROXY_HEADER_OK) {
+        log_warn(NULL, "proxy-header-invalid", "session=%s peer=%s "
+                 "octets=%zu reason=%s", smtp_session_id(c->s), peer, len,
+                 status == PROXY_HEADER_INCOMPLETE ? "closed-before-end"
+                                                   : "malformed");
+        smtp_server_free_conn(c, "proxy-header-invalid");
+        return -1;
+    }
+
+    evbuffer_drain(in, header.length);
+    c->proxy_wait = false;
+    if (!header.local) {
+        memcpy(&c->client, &header.source, sizeof(c->client));
+        smtp_session_set_client(c->s, (struct sockaddr *)&c->client);
+    }
+    log_debug(NULL, "proxy-header", "session=%s peer=%s version=%d "
+              "local=%s client=%s", smtp_session_id(c->s), peer,
+              header.version, header.local ? "true" : "false",
+              smtp_session_client(c->s));
+    smtp_server_greet(c);
+    return 0;
 }
 
 
@@ -383,6 +512,11 @@ smtp_server_set_timeouts(struct smtp_conn *c)
     struct timeval       rd = { 0, 0 };
     struct timeval       wr = { cfg->ingress_command_timeout, 0 };
 
+    if (c->proxy_wait) {
+        rd.tv_sec = wr.tv_sec = SMTP_SERVER_PROXY_HEADER_SECONDS;
+        bufferevent_set_timeouts(c->bev, &rd, &wr);
+        return;
+    }
     if (c->refused) {
         rd.tv_sec = wr.tv_sec = SMTP_SERVER_REFUSED_SECONDS;
         bufferevent_set_timeouts(c->bev, &rd, &wr);
@@ -695,7 +829,9 @@ smtp_server_on_event(struct bufferevent *bev, short what, void *arg)
     }
 
     if (what & BEV_EVENT_TIMEOUT) {
-        if (c->closing || (what & BEV_EVENT_WRITING)) {
+        if (c->proxy_wait) {
+            smtp_server_free_conn(c, "proxy-header-timeout");
+        } else if (c->closing || (what & BEV_EVENT_WRITING)) {
             smtp_server_free_conn(c, "write-timeout");
         } else if (state == SMTP_STATE_PRODUCING) {
             /* The ack timer bounds this wait, so keep watching for a close. */
@@ -751,6 +887,9 @@ smtp_server_process(struct smtp_conn *c)
     struct evbuffer      *out = bufferevent_get_output(c->bev);
     struct evbuffer_iovec vec;
     size_t                used;
+
+    if (c->proxy_wait && smtp_server_read_proxy(c) == -1)
+        return;     /* incomplete, or c was freed */
 
     while (!c->closing && smtp_session_wants_input(c->s) &&
            evbuffer_get_length(in) > 0 &&
@@ -841,6 +980,10 @@ smtp_server_drain(struct smtp_server *srv, int grace_ms)
         next = TAILQ_NEXT(c, entry);
         if (c->closing)
             continue;
+        if (c->proxy_wait) {
+            smtp_server_free_conn(c, "shutdown");
+            continue;
+        }
         smtp_session_shutdown(c->s);
         if (smtp_session_state(c->s) == SMTP_STATE_CLOSED)
             smtp_server_close(c, "shutdown");

@@ -212,7 +212,16 @@ smtp_session_new(const struct config *cfg, const struct sockaddr *client,
         memcpy(raw, &counter, sizeof(raw));
     }
     util_hex(raw, sizeof(raw), s->id);
+    smtp_session_set_client(s, client);
+    return s;
+}
 
+
+void
+smtp_session_set_client(struct smtp_session *s,
+                        const struct sockaddr *client)
+{
+    memset(&s->client, 0, sizeof(s->client));
     if (client->sa_family == AF_INET6) {
         memcpy(&s->client, client, sizeof(struct sockaddr_in6));
         inet_ntop(AF_INET6,
@@ -229,7 +238,6 @@ smtp_session_new(const struct config *cfg, const struct sockaddr *client,
         s->client.ss_family = client->sa_family;
         snprintf(s->client_text, sizeof(s->client_text), "unknown");
     }
-    return s;
 }
 
 

@@ -91,6 +91,14 @@ struct smtp_session *smtp_session_new(const struct config *cfg,
                                       void *arg);
 void smtp_session_free(struct smtp_session *s);
 
+/*
+ * Replaces the client address before smtp_session_start(), with the one
+ * a PROXY protocol header gave. The policy, the log and the Received
+ * header use it from then on.
+ */
+void smtp_session_set_client(struct smtp_session *s,
+                             const struct sockaddr *client);
+
 /* Sends the 220 greeting. */
 void smtp_session_start(struct smtp_session *s);
 
