@@ -319,6 +319,38 @@ def test_us_west_not_ready_keeps_mail_home(tstack):
                     {"identities": ["acme.example", "lumiere.example"]})
 
 
+def test_cut_off_controller_does_not_fail_over(tstack):
+    """A controller whose own probes cannot reach SES us-east-1, while the
+    workers deliver there without trouble, must leave the region where it
+    is: the two sources disagree."""
+    cut_off = os.path.join(tstack.state_dir, "cut-off.yaml")
+    with open(tstack.config_path) as f:
+        text = f.read()
+    closed_port = tstack.base_port + 99      # nothing listens there
+    text = text.replace("http://127.0.0.1:%d" % tstack.ses_ports[REGION],
+                        "http://127.0.0.1:%d" % closed_port)
+    with open(cut_off, "w") as f:
+        f.write(text)
+    assert tstack.stop_process("controller") == 0
+    tstack.start_controller(cut_off, name="cut-off")
+    client = Client(tstack)
+    try:
+        wait_for_log(tstack, "cut-off", r"probe region=us-east-1 "
+                     r"outcome=retry status=0 reason=\"Couldn't connect")
+        # Well past probe_failure_seconds and the health window.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            client.send("acme", "cut-off")
+            time.sleep(0.2)
+        assert tstack.failover_state(REGION) == "PRIMARY"
+        where = wait_all_delivered(tstack, client.sent["acme"])
+        assert {where[i][0] for i in client.sent["acme"]} == {REGION}
+    finally:
+        client.close()
+        assert tstack.stop_process("cut-off") == 0
+        tstack.start_controller()
+
+
 def test_standby_controller_takes_over(tstack):
     """Two replicas: killing the active one with SIGKILL hands the lease
     to the other, which then carries out a failover and a failback."""
