@@ -125,12 +125,19 @@ probe_on_done(void *opaque, const struct ses_outcome *out)
     else
         snprintf(reason, sizeof(reason), "%s", out->reason);
 
-    /* Log a change of outcome once, not every probe. */
-    if (strcmp(reason, p->last_reason) != 0 || p->verdict.last != outcome)
+    /*
+     * Log a change of outcome once, not every probe. The reason is left
+     * out of the comparison: libcurl's texts name timings that differ
+     * from one probe to the next.
+     */
+    if (p->verdict.last != outcome || p->last_result != out->result ||
+        p->last_status != out->http_status || p->last_reason[0] == '\0')
         log_info(NULL, "probe", "region=%s outcome=%s status=%ld reason=%s",
                  p->region, ses_result_name(out->result), out->http_status,
                  log_quote(quoted, sizeof(quoted), reason));
     snprintf(p->last_reason, sizeof(p->last_reason), "%s", reason);
+    p->last_result = out->result;
+    p->last_status = out->http_status;
     verdict_probes_note(&p->verdict, outcome, util_monotonic_ms());
 }
 

@@ -21,6 +21,8 @@ struct probe {
     struct verdict_probes verdict;
     bool                  in_flight;
     char                  last_reason[512];
+    enum ses_result       last_result;  /* of the last answer logged */
+    long                  last_status;
 };
 
 /* Creates the probe of one region; NULL and err when the client fails. */
