@@ -15,6 +15,7 @@ from .quota import SendingQuota
 from .server import SesLocalServer
 from .service import IdentityStore, SesService
 from .sigv4 import SigV4Verifier
+from .workers import STOP_SIGNALS, WorkerPool, write_pids
 
 DEFAULT_ACCESS_KEY_ID = "AKIDFERRYLOCAL"
 DEFAULT_SECRET_ACCESS_KEY = "ferry-local-secret"
@@ -53,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="delay in milliseconds added before every /v2/ response (default 0)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="processes that serve requests on the one listening port (default 1). "
+                        "Above 1, the control interface serves only /_ferry/health and /_ferry/ledger, "
+                        "because faults, quota, identities, sending and stats are per process")
+    parser.add_argument("--worker-pids-file", type=Path,
+                        help="write the PIDs of the processes that serve requests to this file, one per line, "
+                        "before the listening line: this process with --processes 1, else each child")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="minimum level of the stderr log (default INFO)")
     return parser
@@ -67,6 +75,8 @@ def validate_arguments(parser: argparse.ArgumentParser, arguments) -> None:
         parser.error(f"--max-24-hour-send must be -1 or at least 0, got {arguments.max_24_hour_send}")
     if arguments.latency_ms < 0:
         parser.error(f"--latency-ms must be at least 0, got {arguments.latency_ms}")
+    if arguments.processes < 1:
+        parser.error(f"--processes must be at least 1, got {arguments.processes}")
     if not arguments.access_key_id or not arguments.secret_access_key:
         parser.error("--access-key-id and --secret-access-key must not be empty")
 
@@ -92,30 +102,61 @@ def main(argv=None) -> int:
     verifier = SigV4Verifier(arguments.region, {arguments.access_key_id: arguments.secret_access_key})
     try:
         server = SesLocalServer((arguments.bind, arguments.port), service, verifier, faults,
-                                arguments.latency_ms / 1000)
+                                arguments.latency_ms / 1000, arguments.processes)
     except OSError as error:
         log_event(logging.ERROR, "listen_failed", bind=arguments.bind, port=arguments.port, error=error)
         return 1
 
+    host, port = server.server_address[:2]
+    log_event(logging.INFO, "listening", bind=host, port=port, state_dir=arguments.state_dir,
+              identities=",".join(identities.names()) or None, enforce_rate=arguments.enforce_rate,
+              processes=arguments.processes)
+    if arguments.processes == 1:
+        if arguments.worker_pids_file is not None:
+            write_pids(arguments.worker_pids_file, [os.getpid()])
+        # A caller may send SIGTERM as soon as it reads the listening line, before serve() sets the handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        print_listening_line(host, port, arguments.region)
+        return serve(server, port)
+
+    # Every child wakes up for a new connection and only one accept() succeeds,
+    # so the others must get EAGAIN instead of blocking in accept().
+    server.socket.setblocking(False)
+    pool = WorkerPool(arguments.processes)
+
+    def serve_child(index: int) -> int:
+        configure_logging(arguments.region, getattr(logging, arguments.log_level), worker=index)
+        return serve(server, port)
+
+    pool.start(server.socket, serve_child)
+    if arguments.worker_pids_file is not None:
+        write_pids(arguments.worker_pids_file, pool.pids())
+    print_listening_line(host, port, arguments.region)
+    status = pool.wait()
+    log_event(logging.INFO, "stopped", port=port, status=status)
+    return status
+
+
+def print_listening_line(host: str, port: int, region: str) -> None:
+    print(f"ses-local: listening on {host}:{port} region={region}", flush=True)
+
+
+def serve(server: SesLocalServer, port: int) -> int:
+    """Serve until SIGTERM or SIGINT. The caller may have blocked both signals, and this unblocks them."""
     def request_stop(signal_number, frame):
         log_event(logging.INFO, "stopping", signal=signal.Signals(signal_number).name)
         # shutdown() waits for serve_forever, which runs in this thread, so it must be called elsewhere.
         threading.Thread(target=server.stop, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
-    host, port = server.server_address[:2]
-    log_event(logging.INFO, "listening", bind=host, port=port, state_dir=arguments.state_dir,
-              identities=",".join(identities.names()) or None, enforce_rate=arguments.enforce_rate)
-    print(f"ses-local: listening on {host}:{port} region={arguments.region}", flush=True)
+    for signal_number in STOP_SIGNALS:
+        signal.signal(signal_number, request_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
         log_event(logging.INFO, "stopped", port=port)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

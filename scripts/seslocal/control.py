@@ -32,6 +32,11 @@ def handle(server, method: str, parts, body: bytes):
     handler = methods.get(method)
     if handler is None:
         return 405, {"message": f"{parts.path} accepts {sorted(methods)}, not {method}."}
+    if server.processes > 1 and handler not in SHARED_STATE_HANDLERS:
+        return 409, {"message": f"{parts.path} is not available with --processes {server.processes}, "
+                     "because each process keeps its own faults, quota, identities, sending state and "
+                     "stats. Only /_ferry/health and /_ferry/ledger are served; restart ses-local "
+                     "with --processes 1 to use the other control endpoints."}
     try:
         return 200, handler(server, parts, body)
     except ControlError as error:
@@ -62,6 +67,10 @@ def get_ledger(server, parts, body):
     if envelope_ids:
         entries = [entry for entry in entries if entry.get("envelope_id") in envelope_ids]
     return entries
+
+
+# Endpoints whose response is the same from every process of ses-local --processes N.
+SHARED_STATE_HANDLERS = {get_health, get_ledger}
 
 
 def get_stats(server, parts, body):

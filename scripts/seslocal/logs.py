@@ -9,22 +9,23 @@ logger = logging.getLogger("ses-local")
 
 
 class EventFormatter(logging.Formatter):
-    def __init__(self, region: str):
+    def __init__(self, region: str, worker: int | None = None):
         super().__init__()
-        self.region = region
+        # With --processes above 1, "worker=I" after the region names the child process.
+        self.prefix = f"ses-local region={region}" + ("" if worker is None else f" worker={worker}")
 
     def format(self, record: logging.LogRecord) -> str:
         moment = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
         timestamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-        line = f"{timestamp} {record.levelname} ses-local region={self.region} {record.getMessage()}"
+        line = f"{timestamp} {record.levelname} {self.prefix} {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
 
 
-def configure_logging(region: str, level: int = logging.INFO) -> None:
+def configure_logging(region: str, level: int = logging.INFO, worker: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EventFormatter(region))
+    handler.setFormatter(EventFormatter(region, worker))
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False

@@ -83,7 +83,7 @@ class SesLocalServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address, service: SesService, verifier: SigV4Verifier,
-                 faults: FaultInjector, latency_seconds: float):
+                 faults: FaultInjector, latency_seconds: float, processes: int = 1):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.service = service
@@ -91,6 +91,7 @@ class SesLocalServer(ThreadingHTTPServer):
         self.verifier = verifier
         self.faults = faults
         self.latency_seconds = latency_seconds
+        self.processes = processes
         self.stopping = threading.Event()
         super().__init__(address, SesRequestHandler)
 

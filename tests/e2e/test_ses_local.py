@@ -5,6 +5,7 @@ state directory and stops it by its PID at teardown.
 """
 
 import base64
+import concurrent.futures
 import datetime
 import hashlib
 import http.client
@@ -702,3 +703,89 @@ def test_request_logged(endpoint):
     log_lines = [line for line in endpoint.log_path.read_text().splitlines() if "envelope_id=envelope-logged" in line]
     assert len(log_lines) == 1
     assert f"ses-local region={REGION} request " in log_lines[0]
+
+
+# Several processes (--processes N)
+
+
+def running_ses_local(pid: int) -> bool:
+    """Return whether pid is a live ses-local process. A zombie or a reused PID does not count."""
+    try:
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return b"ses-local" in command_line
+
+
+@pytest.fixture
+def three_processes(start_endpoint, tmp_path):
+    pids_path = tmp_path / "worker-pids"
+    endpoint = start_endpoint("--identity", "example.com", "--processes", "3",
+                              "--worker-pids-file", str(pids_path))
+    endpoint.worker_pids = [int(line) for line in pids_path.read_text().split()]
+    return endpoint
+
+
+def test_processes_share_one_ledger(three_processes):
+    endpoint = three_processes
+    assert len(endpoint.worker_pids) == 3
+    assert endpoint.process.pid not in endpoint.worker_pids
+    sends, envelopes, threads = 300, 100, 12
+
+    def send_batch(batch):
+        client = endpoint.client()
+        return [send(client, envelope_id=f"envelope-{number % envelopes}",
+                     raw=RAW_MESSAGE + f"Message {number}.\r\n".encode())["MessageId"]
+                for number in batch]
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as executor:
+        batches = executor.map(send_batch, [range(start, sends, threads) for start in range(threads)])
+        message_ids = [message_id for batch in batches for message_id in batch]
+
+    lines = (endpoint.state_dir / "ledger.jsonl").read_text().split("\n")
+    assert lines[-1] == ""
+    entries = [json.loads(line) for line in lines[:-1]]
+    assert len(entries) == sends
+    assert sorted(entry["message_id"] for entry in entries) == sorted(message_ids)
+    for entry in entries:
+        raw = (endpoint.state_dir / "messages" / f"{entry['message_id']}.eml").read_bytes()
+        assert hashlib.sha256(raw).hexdigest() == entry["sha256"]
+    attempts_by_envelope = {}
+    for entry in entries:
+        attempts_by_envelope.setdefault(entry["envelope_id"], []).append(entry["attempt"])
+    assert len(attempts_by_envelope) == envelopes
+    for envelope_id, attempts in attempts_by_envelope.items():
+        assert attempts == [1, 2, 3], envelope_id
+    assert endpoint.control("GET", "/_ferry/ledger") == entries
+
+
+def test_processes_stop_on_sigterm(three_processes):
+    endpoint = three_processes
+    assert all(running_ses_local(pid) for pid in endpoint.worker_pids)
+    assert stop_process(endpoint.process) == 0
+    still_running = [pid for pid in endpoint.worker_pids if running_ses_local(pid)]
+    assert still_running == []
+
+
+def test_processes_stop_when_one_dies(three_processes):
+    endpoint = three_processes
+    os.kill(endpoint.worker_pids[0], signal.SIGKILL)
+    assert endpoint.process.wait(timeout=STOP_TIMEOUT_SECONDS) == 1
+    still_running = [pid for pid in endpoint.worker_pids if running_ses_local(pid)]
+    assert still_running == []
+    assert "worker_exited worker=0" in endpoint.log_path.read_text()
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/_ferry/stats"),
+    ("POST", "/_ferry/faults"),
+    ("GET", "/_ferry/quota"),
+    ("POST", "/_ferry/identities"),
+    ("POST", "/_ferry/sending"),
+])
+def test_processes_reject_per_process_control(three_processes, method, path):
+    assert three_processes.control_status(method, path, {}) == 409
+
+
+def test_processes_serve_health(three_processes):
+    assert three_processes.control("GET", "/_ferry/health") == {"status": "ok", "region": REGION}
