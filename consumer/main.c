@@ -11,6 +11,7 @@
 #include "config.h"
 #include "deliver.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "ses.h"
 
 struct main_options {
@@ -161,7 +162,9 @@ main(int argc, char **argv)
         config_free(cfg);
         return 1;
     }
+    sdnotify_ready();
     rc = deliver_run(d, &main_stop);
+    sdnotify_stopping();
 
     /* Drain, then teardown. */
     log_info(NULL, "stopping", "signal=%d", (int)main_stop);

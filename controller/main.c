@@ -12,6 +12,7 @@
 #include "config.h"
 #include "controller.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "ses.h"
 
 #define MAIN_EXIT_USAGE  64        /* EX_USAGE of sysexits.h */
@@ -142,7 +143,9 @@ main(int argc, char **argv)
         return 1;
     }
     main_install_signals();
+    sdnotify_ready();
     rc = controller_run(c, &main_stop);
+    sdnotify_stopping();
 
     /* Teardown: leaving the lease group hands the lease on at once. */
     log_info(NULL, "stopping", "signal=%d", (int)main_stop);

@@ -17,11 +17,13 @@
 #include "ingress_durability.h"
 #include "ingress_kafka.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "smtp_auth.h"
 #include "smtp_server.h"
 #include "smtp_tls.h"
 
 #define MAIN_EXIT_USAGE      64        /* EX_USAGE of sysexits.h */
+#define MAIN_EXIT_CONFIG     78        /* EX_CONFIG */
 
 /* How long sessions waiting for Kafka may take after SIGTERM. */
 #define MAIN_DRAIN_GRACE_MS  10000
@@ -76,6 +78,7 @@ main(int argc, char **argv)
     cfg = config_load(args.config_path, err, sizeof(err));
     if (cfg == NULL || main_check_config(cfg, err, sizeof(err)) == -1) {
         fprintf(stderr, "%s\n", err);
+        rc = MAIN_EXIT_CONFIG;
         goto out;
     }
     if (args.check_only) {
@@ -138,6 +141,7 @@ main(int argc, char **argv)
              cfg->ingress_listen, cfg->ingress_hostname, cfg->path,
              (long long)cfg->ingress_max_connections,
              (long long)cfg->ingress_durability_check_interval);
+    sdnotify_ready();
     event_base_dispatch(base);
 
     /* Drain: records still in flight get their reports logged. */
@@ -343,6 +347,7 @@ main_on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     log_info(NULL, "signal", "signal=%s",
              sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sdnotify_stopping();
     smtp_server_drain(arg, MAIN_DRAIN_GRACE_MS);
 }
 
@@ -361,10 +366,11 @@ main_on_hangup(evutil_socket_t sig, short what, void *arg)
                  "of the configuration is not implemented\"");
         return;
     }
-    if (smtp_tls_reload(tls, err, sizeof(err)) == -1) {
+    sdnotify_reloading();
+    if (smtp_tls_reload(tls, err, sizeof(err)) == -1)
         log_error(NULL, "tls-reload-failed", "error=%s action=kept-old",
                   log_quote(quoted, sizeof(quoted), err));
-        return;
-    }
-    log_info(NULL, "tls-reloaded", "signal=SIGHUP");
+    else
+        log_info(NULL, "tls-reloaded", "signal=SIGHUP");
+    sdnotify_ready();
 }
