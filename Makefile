@@ -35,7 +35,7 @@ BINS        := $(BUILD)/ferry-ingress $(BUILD)/ferry-deliver \
                $(BUILD)/ferryctl $(BUILD)/ferry-controller
 
 .PHONY: all deps test test-unit test-e2e demo check style asan bench \
-        bench-ingress clean fuzz test-fuzz test-ops
+        bench-ingress clean fuzz test-fuzz test-ops install test-deploy
 .SECONDARY:
 
 all: $(BINS)
@@ -111,7 +111,8 @@ deps:
 # The two commands of the README. Both install what is missing first, then
 # build in a second make, so pkg-config sees the freshly installed packages.
 test: deps
-	$(Q)$(MAKE) --no-print-directory test-unit test-fuzz test-ops test-e2e
+	$(Q)$(MAKE) --no-print-directory test-unit test-fuzz test-ops \
+	    test-deploy test-e2e
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -127,6 +128,41 @@ test-e2e: all
 # unit tests, and their metric names against docs/metrics.md.
 test-ops:
 	$(Q)python3 -m pytest -q tests/ops
+
+# The Helm chart, the systemd units and `make install`: helm lint and
+# helm template per region, each daemon's --check-config on the rendered
+# configuration, and an install into a temporary DESTDIR. HELM is the
+# binary scripts/install-deps builds (keep the version in step).
+HELM ?= $(CURDIR)/.cache/helm-v4.3.2/bin/helm
+
+test-deploy: all
+	$(Q)FERRY_HELM=$(HELM) python3 -m pytest -q tests/deploy
+
+# Installs the programs, the example configuration, the systemd units and
+# the deployment guide under DESTDIR/PREFIX. With PREFIX=/usr the
+# configuration directory is /etc, otherwise PREFIX/etc.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/ferry
+UNITS_IN   := $(wildcard deploy/systemd/*.service.in)
+
+install: all
+	@echo "  INSTALL $(DESTDIR)$(PREFIX)"
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ferry \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	$(Q)install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 644 deploy/config/ferry.example.yaml \
+	    $(DESTDIR)$(SYSCONFDIR)/ferry/ferry.example.yaml
+	$(Q)install -m 644 docs/deploy.md $(DESTDIR)$(DOCDIR)/deploy.md
+	$(Q)for unit in $(UNITS_IN); do \
+	    name=$$(basename $$unit .in); \
+	    sed -e 's|@bindir@|$(BINDIR)|g' -e 's|@sysconfdir@|$(SYSCONFDIR)|g' \
+	        -e 's|@docdir@|$(DOCDIR)|g' $$unit >$(DESTDIR)$(UNITDIR)/$$name.tmp && \
+	    chmod 644 $(DESTDIR)$(UNITDIR)/$$name.tmp && \
+	    mv $(DESTDIR)$(UNITDIR)/$$name.tmp $(DESTDIR)$(UNITDIR)/$$name || exit 1; \
+	done
 
 # A libFuzzer target over the SMTP session, built with clang and
 # AddressSanitizer. `make fuzz` runs it for FUZZ_TIME seconds and keeps
