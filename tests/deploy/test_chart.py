@@ -136,6 +136,22 @@ def test_tls_secret_mounted_and_configured():
     assert mounts["tls"] == "/etc/ferry/tls"
 
 
+def test_auth_secret_mounted_and_configured():
+    docs = chart.render("us-east-1", [
+        "--set", "ingress.auth.credentialsSecret=smtp-users"])
+    config = yaml.safe_load(chart.rendered_config(docs))
+    assert config["ingress"]["credentials_file"] == \
+        "/etc/ferry/auth/credentials"
+    [ingress] = [d for d in chart.by_kind(docs, "Deployment")
+                 if d["metadata"]["name"].endswith("-ingress")]
+    pod = ingress["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["auth"]["secret"]["secretName"] == "smtp-users"
+    mounts = {m["name"]: m["mountPath"]
+              for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["auth"] == "/etc/ferry/auth"
+
+
 def test_irsa_role_on_service_account():
     docs = chart.render("us-east-1")
     [account] = chart.by_kind(docs, "ServiceAccount")
@@ -215,19 +231,23 @@ def test_service_monitor_scrapes_metrics():
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
-def test_dashboard_queries_ferry_metrics():
+def test_dashboard_is_deploy_grafana():
     docs = chart.render("us-east-1")
     [dashboard] = [d for d in chart.by_kind(docs, "ConfigMap")
                    if "ferry.json" in d.get("data", {})]
-    panels = json.loads(dashboard["data"]["ferry.json"])["panels"]
-    assert len(panels) > 0
-    with open(os.path.join(chart.ROOT, "docs", "metrics.md")) as f:
-        documented = set(re.findall(r"`(ferry_[a-z_]+)`", f.read()))
-    for panel in panels:
-        for target in panel["targets"]:
-            names = set(re.findall(r"ferry_[a-z_]+", target["expr"]))
-            names = {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
-            assert names and names <= documented, target["expr"]
+    with open(os.path.join(chart.ROOT, "deploy", "grafana",
+                           "ferry-dashboard.json")) as f:
+        expected = json.load(f)
+    assert json.loads(dashboard["data"]["ferry.json"]) == expected
+
+
+def test_prometheus_rule_defaults_to_rules_file():
+    docs = chart.render("us-east-1")
+    [rule] = chart.by_kind(docs, "PrometheusRule")
+    with open(os.path.join(chart.ROOT, "deploy", "prometheus",
+                           "ferry-rules.yaml")) as f:
+        expected = yaml.safe_load(f)["groups"]
+    assert rule["spec"]["groups"] == expected
 
 
 def key_paths(node, prefix="", leaves_only=False):

@@ -103,17 +103,21 @@ Mount paths inside the pods.
 */}}
 {{- define "ferry.configDir" -}}/etc/ferry{{- end -}}
 {{- define "ferry.tlsDir" -}}/etc/ferry/tls{{- end -}}
+{{- define "ferry.authDir" -}}/etc/ferry/auth{{- end -}}
 
 {{/*
 The configuration file the daemons read: the config block of the values,
-with the TLS paths of the mounted Secret when ingress.tls.secretName is
-set.
+with the paths of the mounted Secrets when ingress.tls.secretName or
+ingress.auth.credentialsSecret is set.
 */}}
 {{- define "ferry.configFile" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- if .Values.ingress.tls.secretName -}}
 {{- $_ := set $config.ingress "tls_certificate" (printf "%s/%s" (include "ferry.tlsDir" .) .Values.ingress.tls.certificateKey) -}}
 {{- $_ := set $config.ingress "tls_key" (printf "%s/%s" (include "ferry.tlsDir" .) .Values.ingress.tls.privateKeyKey) -}}
+{{- end -}}
+{{- if .Values.ingress.auth.credentialsSecret -}}
+{{- $_ := set $config.ingress "credentials_file" (printf "%s/%s" (include "ferry.authDir" .) .Values.ingress.auth.credentialsKey) -}}
 {{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
