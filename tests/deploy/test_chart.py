@@ -84,12 +84,6 @@ def test_controller_runs_two_replicas(docs):
     assert controller["spec"]["replicas"] == 2
 
 
-def daemon_help(binary):
-    result = subprocess.run([os.path.join(BUILD, binary), "--help"],
-                            capture_output=True, text=True, timeout=30)
-    return result.stdout + result.stderr
-
-
 def test_daemons_accept_rendered_config(region, docs, tmp_path):
     """Each container's own arguments, with --check-config, accept the
     ConfigMap rendered for the region."""
@@ -100,10 +94,6 @@ def test_daemons_accept_rendered_config(region, docs, tmp_path):
         [binary] = container["command"]
         args = list(container["args"])
         assert args[:2] == ["-c", "/etc/ferry/ferry.yaml"], deployment
-        if "--takeover" in args and "--takeover" not in daemon_help(binary):
-            # NOTE: the takeover workers are not built yet; until then the
-            # configuration is checked with the same region only.
-            args.remove("--takeover")
         args[1] = str(config_path)
         result = subprocess.run(
             [os.path.join(BUILD, binary)] + args +
@@ -189,13 +179,36 @@ def test_takeover_scaled_by_keda_from_zero():
     assert args[2:] == ["--takeover", "--region", "us-west-2"]
 
 
-def test_proxy_protocol_rejected():
+def test_proxy_protocol_sets_config_and_annotation(tmp_path):
+    docs = chart.render("us-east-1", [
+        "--set", "ingress.proxyProtocol.enabled=true",
+        "--set", "config.ingress.proxy_networks={10.0.0.0/16}"])
+    config_text = chart.rendered_config(docs)
+    config = yaml.safe_load(config_text)
+    assert config["ingress"]["proxy_protocol"] is True
+    assert config["ingress"]["proxy_networks"] == ["10.0.0.0/16"]
+    [service] = [s for s in chart.by_kind(docs, "Service")
+                 if s["spec"].get("type") == "LoadBalancer"]
+    annotations = service["metadata"]["annotations"]
+    assert annotations[
+        "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*"
+    assert annotations[
+        "service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
+    path = tmp_path / "ferry.yaml"
+    path.write_text(config_text)
+    result = subprocess.run(
+        [os.path.join(BUILD, "ferry-ingress"), "-c", str(path),
+         "--check-config"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_proxy_protocol_needs_networks():
     args = ["template", "--name-template", chart.RELEASE]
     for path in chart.values_files("us-east-1"):
         args += ["-f", path]
     result = chart.helm(args + ["--set", "ingress.proxyProtocol.enabled=true"])
     assert result.returncode != 0
-    assert "PROXY protocol" in result.stderr
+    assert "config.ingress.proxy_networks" in result.stderr
 
 
 def test_empty_http_listen_rejected():

@@ -108,13 +108,17 @@ Mount paths inside the pods.
 {{/*
 The configuration file the daemons read: the config block of the values,
 with the paths of the mounted Secrets when ingress.tls.secretName or
-ingress.auth.credentialsSecret is set.
+ingress.auth.credentialsSecret is set, and proxy_protocol true when
+ingress.proxyProtocol.enabled is.
 */}}
 {{- define "ferry.configFile" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- if .Values.ingress.tls.secretName -}}
 {{- $_ := set $config.ingress "tls_certificate" (printf "%s/%s" (include "ferry.tlsDir" .) .Values.ingress.tls.certificateKey) -}}
 {{- $_ := set $config.ingress "tls_key" (printf "%s/%s" (include "ferry.tlsDir" .) .Values.ingress.tls.privateKeyKey) -}}
+{{- end -}}
+{{- if .Values.ingress.proxyProtocol.enabled -}}
+{{- $_ := set $config.ingress "proxy_protocol" true -}}
 {{- end -}}
 {{- if .Values.ingress.auth.credentialsSecret -}}
 {{- $_ := set $config.ingress "credentials_file" (printf "%s/%s" (include "ferry.authDir" .) .Values.ingress.auth.credentialsKey) -}}
