@@ -33,6 +33,27 @@ smtp_data_fini(struct smtp_data *d)
 }
 
 
+void
+smtp_data_set_raw(struct smtp_data *d)
+{
+    d->raw = true;
+}
+
+
+void
+smtp_data_finish(struct smtp_data *d)
+{
+    if (d->state == SMTP_DATA_CR) {
+        smtp_data_flag(d, SMTP_DATA_FAULT_BARE_CR);
+        smtp_data_store(d, '\r');
+        d->line_len++;
+    }
+    if (d->line_len > SMTP_DATA_LINE_MAX)
+        smtp_data_flag(d, SMTP_DATA_FAULT_LONG_LINE);
+    d->state = SMTP_DATA_DONE;
+}
+
+
 static void
 smtp_data_flag(struct smtp_data *d, enum smtp_data_fault fault)
 {
@@ -144,7 +165,7 @@ smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t len)
 
         switch (d->state) {
         case SMTP_DATA_LINE_START:
-            if (c == '.')
+            if (c == '.' && !d->raw)
                 d->state = SMTP_DATA_DOT;
             else
                 smtp_data_text(d, c);

@@ -62,6 +62,7 @@ struct smtp_data_segment {
 
 struct smtp_data {
     enum smtp_data_state      state;
+    bool                      raw;       /* BDAT: no dot, no terminator */
     struct smtp_data_segment *segments;  /* unstuffed message, in order */
     size_t                    nsegments;
     size_t                    segment_size;
@@ -80,9 +81,22 @@ void smtp_data_init(struct smtp_data *d, size_t max_size,
 void smtp_data_fini(struct smtp_data *d);
 
 /*
+ * Switches to the text of BDAT chunks (RFC 3030), right after init: a
+ * leading dot is text, nothing ends the data, and smtp_data_finish()
+ * ends it. The faults are the same as for DATA.
+ */
+void smtp_data_set_raw(struct smtp_data *d);
+
+/*
+ * Ends raw text after the last chunk: a CR held back at the end is
+ * stored as a bare CR, and the last line's length is checked.
+ */
+void smtp_data_finish(struct smtp_data *d);
+
+/*
  * Reads message text up to and including the terminator. Returns the
  * number of octets used; fewer than len only when the terminator was
- * among them.
+ * among them. Raw text is used whole.
  */
 size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p,
                       size_t len);

@@ -1,6 +1,7 @@
 #include "smtp_session.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -51,7 +52,17 @@ struct smtp_transaction {
     char            **rcpts;
     size_t            nrcpts;
     size_t            rcpts_rejected;
+    bool              bdat;         /* the text comes in BDAT chunks */
     struct smtp_data  data;
+};
+
+/* The BDAT chunk being read (RFC 3030). */
+struct smtp_chunk {
+    uint64_t          remaining;    /* octets still to read */
+    uint64_t          size;
+    bool              last;
+    bool              discard;      /* rejected: read and drop the octets */
+    enum smtp_state   resume;       /* state after a discarded chunk */
 };
 
 /* The AUTH step that the next SASL response line belongs to. */
@@ -88,6 +99,7 @@ struct smtp_session {
     bool                           draining;
     const char                    *close_reason;
     struct smtp_transaction        tx;
+    struct smtp_chunk              chunk;
 };
 
 struct smtp_command {
@@ -111,6 +123,10 @@ static size_t smtp_session_feed_line(struct smtp_session *s,
                                      const unsigned char *p, size_t len);
 static size_t smtp_session_feed_data(struct smtp_session *s,
                                      const unsigned char *p, size_t len);
+static size_t smtp_session_feed_chunk(struct smtp_session *s,
+                                      const unsigned char *p, size_t len);
+static void smtp_session_end_chunk(struct smtp_session *s);
+static void smtp_session_cmd_bdat(struct smtp_session *s, char *args);
 static void smtp_session_handle_line(struct smtp_session *s);
 static bool smtp_session_is_auth_line(const struct smtp_session *s);
 static bool smtp_session_valid_helo(const char *name);
@@ -172,7 +188,7 @@ static const struct smtp_command smtp_commands[] = {
     { "HELP", smtp_session_cmd_help },
     /* Known extensions and commands that this server does not offer. */
     { "AUTH", smtp_session_cmd_auth },
-    { "BDAT", smtp_session_cmd_unimplemented },
+    { "BDAT", smtp_session_cmd_bdat },
     { "ETRN", smtp_session_cmd_unimplemented },
     { "EXPN", smtp_session_cmd_unimplemented },
     { "STARTTLS", smtp_session_cmd_starttls },
@@ -187,6 +203,7 @@ static const char *const smtp_state_names[] = {
     [SMTP_STATE_MAIL] = "mail",
     [SMTP_STATE_RCPT] = "rcpt",
     [SMTP_STATE_DATA] = "data",
+    [SMTP_STATE_BDAT] = "bdat",
     [SMTP_STATE_PRODUCING] = "producing",
     [SMTP_STATE_STARTTLS] = "starttls",
     [SMTP_STATE_CLOSED] = "closed",
@@ -407,6 +424,8 @@ smtp_session_feed(struct smtp_session *s, const void *buf, size_t len)
     while (used < len && smtp_session_wants_input(s)) {
         if (s->state == SMTP_STATE_DATA)
             used += smtp_session_feed_data(s, p + used, len - used);
+        else if (s->state == SMTP_STATE_BDAT)
+            used += smtp_session_feed_chunk(s, p + used, len - used);
         else
             used += smtp_session_feed_line(s, p + used, len - used);
     }
@@ -598,6 +617,7 @@ smtp_session_greet(struct smtp_session *s, char *args, bool esmtp)
     smtp_session_send(s, "250-SIZE %lld",
                       (long long)s->cfg->ingress_max_message_size);
     smtp_session_send(s, "250-8BITMIME");
+    smtp_session_send(s, "250-CHUNKING");
     if (smtp_session_tls_offered(s))
         smtp_session_send(s, "250-STARTTLS");
     if (smtp_session_auth_offered(s))
@@ -936,11 +956,133 @@ smtp_session_cmd_data(struct smtp_session *s, char *args)
     default:
         break;
     }
+    if (s->tx.bdat) {
+        smtp_session_reject(s, "sequence", "503 5.5.1 DATA not allowed "
+                            "after BDAT");
+        return;
+    }
 
     smtp_data_init(&s->tx.data, (size_t)s->cfg->ingress_max_message_size,
                    (size_t)s->cfg->ingress_chunk_size);
     smtp_session_set_state(s, SMTP_STATE_DATA);
     smtp_session_send(s, "354 Start mail input; end with <CRLF>.<CRLF>");
+}
+
+
+/*
+ * Starts reading one BDAT chunk (RFC 3030 CHUNKING). A chunk whose size
+ * parses is always read, even when the command is rejected, so the
+ * session stays in step with the client. Its reply follows at once for a
+ * rejection, otherwise once the chunk has arrived.
+ */
+static void
+smtp_session_cmd_bdat(struct smtp_session *s, char *args)
+{
+    char              *end = NULL;
+    const char        *last;
+    size_t             digits = strspn(args, "0123456789");
+    unsigned long long size;
+
+    last = args + digits;
+    while (*last == ' ')
+        last++;
+    errno = 0;
+    size = strtoull(args, &end, 10);
+    if (digits == 0 || digits > 20 || errno != 0 ||
+        (*last != '\0' && strcasecmp(last, "LAST") != 0) ||
+        (*last != '\0' && last == args + digits)) {
+        smtp_session_reject(s, "syntax", "501 5.5.4 syntax: BDAT size "
+                            "[LAST]");
+        return;
+    }
+
+    memset(&s->chunk, 0, sizeof(s->chunk));
+    s->chunk.size = size;
+    s->chunk.remaining = size;
+    s->chunk.last = *last != '\0';
+    s->chunk.resume = s->state;
+
+    switch (s->state) {
+    case SMTP_STATE_GREETED:
+        smtp_session_reject(s, "sequence",
+                            "503 5.5.1 send EHLO or HELO first");
+        s->chunk.discard = true;
+        break;
+    case SMTP_STATE_READY:
+        smtp_session_reject(s, "sequence", "503 5.5.1 need MAIL command");
+        s->chunk.discard = true;
+        break;
+    case SMTP_STATE_MAIL:
+        if (s->tx.rcpts_rejected > 0)
+            smtp_session_reject(s, "no-valid-recipients",
+                                "554 5.5.1 no valid recipients");
+        else
+            smtp_session_reject(s, "sequence",
+                                "503 5.5.1 need RCPT command");
+        s->chunk.discard = true;
+        break;
+    default:
+        break;
+    }
+
+    if (!s->chunk.discard && !s->tx.bdat) {
+        smtp_data_init(&s->tx.data,
+                       (size_t)s->cfg->ingress_max_message_size,
+                       (size_t)s->cfg->ingress_chunk_size);
+        smtp_data_set_raw(&s->tx.data);
+        s->tx.bdat = true;
+    }
+    smtp_session_set_state(s, SMTP_STATE_BDAT);
+    if (s->chunk.remaining == 0)
+        smtp_session_end_chunk(s);
+}
+
+
+static size_t
+smtp_session_feed_chunk(struct smtp_session *s, const unsigned char *p,
+                        size_t len)
+{
+    size_t n = len;
+
+    if ((uint64_t)n > s->chunk.remaining)
+        n = (size_t)s->chunk.remaining;
+    if (!s->chunk.discard)
+        smtp_data_feed(&s->tx.data, p, n);
+    s->chunk.remaining -= n;
+    if (s->chunk.remaining == 0)
+        smtp_session_end_chunk(s);
+    return n;
+}
+
+
+/*
+ * Replies to a chunk that has arrived. The message ends after the LAST
+ * chunk, or at once when it has grown too large, so a client that waits
+ * for each reply sends no more of it.
+ */
+static void
+smtp_session_end_chunk(struct smtp_session *s)
+{
+    enum smtp_data_fault fault = smtp_data_fault(&s->tx.data);
+
+    if (s->chunk.discard) {
+        smtp_session_set_state(s, s->chunk.resume);
+        return;
+    }
+    if (s->chunk.last) {
+        smtp_data_finish(&s->tx.data);
+        smtp_session_end_data(s);
+        return;
+    }
+    if (fault == SMTP_DATA_FAULT_TOO_LARGE ||
+        fault == SMTP_DATA_FAULT_HEADER_TOO_LARGE) {
+        smtp_session_reject_data(s);
+        smtp_session_end_transaction(s);
+        return;
+    }
+    smtp_session_set_state(s, SMTP_STATE_RCPT);
+    smtp_session_send(s, "250 2.0.0 %llu octets received",
+                      (unsigned long long)s->chunk.size);
 }
 
 
@@ -1559,6 +1701,8 @@ enum smtp_wait
 smtp_session_wait(const struct smtp_session *s)
 {
     switch (s->state) {
+    case SMTP_STATE_BDAT:
+        return SMTP_WAIT_DATA_BLOCK;
     case SMTP_STATE_DATA:
         return s->tx.data.size == 0 &&
                        s->tx.data.state == SMTP_DATA_LINE_START
@@ -1575,7 +1719,7 @@ smtp_session_wait(const struct smtp_session *s)
 bool
 smtp_session_wants_input(const struct smtp_session *s)
 {
-    return s->state >= SMTP_STATE_GREETED && s->state <= SMTP_STATE_DATA;
+    return s->state >= SMTP_STATE_GREETED && s->state <= SMTP_STATE_BDAT;
 }
 
 

@@ -32,6 +32,7 @@ enum smtp_state {
     SMTP_STATE_MAIL,        /* MAIL accepted, no recipient accepted yet */
     SMTP_STATE_RCPT,        /* at least one recipient accepted */
     SMTP_STATE_DATA,        /* reading message text after 354 */
+    SMTP_STATE_BDAT,        /* reading the octets of a BDAT chunk */
     SMTP_STATE_PRODUCING,   /* final dot read, waiting for Kafka */
     SMTP_STATE_STARTTLS,    /* 220 sent to STARTTLS, waiting for TLS */
     SMTP_STATE_CLOSED       /* 221 or 421 sent, so the caller closes */

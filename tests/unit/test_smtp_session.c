@@ -60,7 +60,8 @@ static const char *config_yaml =
 #define EHLO     "EHLO client.test\r\n"
 #define EHLO_OK                                                     \
     "250-" HOST " greets client.test\r\n250-PIPELINING\r\n"         \
-    "250-SIZE 300000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
+    "250-SIZE 300000\r\n250-8BITMIME\r\n250-CHUNKING\r\n"       \
+    "250 ENHANCEDSTATUSCODES\r\n"
 #define MAIL_OK  "250 2.1.0 Ok\r\n"
 #define RCPT_OK  "250 2.1.5 Ok\r\n"
 #define DATA_GO  "354 Start mail input; end with <CRLF>.<CRLF>\r\n"
@@ -1457,8 +1458,8 @@ chunked_message_report_fails(void **state)
 
 #define EHLO_TLS_OK                                                 \
     "250-" HOST " greets client.test\r\n250-PIPELINING\r\n"         \
-    "250-SIZE 300000\r\n250-8BITMIME\r\n250-STARTTLS\r\n"           \
-    "250 ENHANCEDSTATUSCODES\r\n"
+    "250-SIZE 300000\r\n250-8BITMIME\r\n250-CHUNKING\r\n"       \
+    "250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n"
 #define TLS_READY "220 2.0.0 Ready to start TLS\r\n"
 #define TLS_TEXT  "TLSv1.3:TLS_AES_256_GCM_SHA384"
 
