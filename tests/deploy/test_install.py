@@ -101,6 +101,26 @@ def test_deliver_unit_takes_region_instance(installed):
     assert start.endswith("--region %i")
 
 
+def test_units_pass_systemd_analyze(tmp_path):
+    """systemd-analyze verify finds no error in the units. They are
+    installed with PREFIX and no DESTDIR, so the programs their Exec
+    lines name exist where verify looks for them."""
+    prefix = tmp_path / "prefix"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-C", chart.ROOT, "install",
+         "PREFIX=%s" % prefix], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    unit_dir = prefix / "lib" / "systemd" / "system"
+    (unit_dir / "ferry-deliver@us-east-1.service").symlink_to(
+        "ferry-deliver@.service")
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", "ferry-ingress.service",
+         "ferry-controller.service", "ferry-deliver@us-east-1.service"],
+        cwd=unit_dir, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""
+
+
 def test_bad_config_exits_78(installed, tmp_path):
     """Exit status 78 is what RestartPreventExitStatus stops on."""
     config = tmp_path / "ferry.yaml"
