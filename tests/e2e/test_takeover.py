@@ -57,16 +57,24 @@ ALL_REGIONS = [REGION, "eu-west-1", SECONDARY]
 
 
 class Client:
-    """One SMTP session that sends a message per call and remembers the
-    envelope id of each accepted message by organization."""
+    """An SMTP client that sends a message per call and remembers the
+    envelope id of each accepted message by organization. It starts a new
+    session every SESSION_MESSAGES messages, well within the ingress's
+    ingress.max_commands (10,000 commands, 4 per message)."""
+
+    SESSION_MESSAGES = 500
 
     def __init__(self, stack):
-        self.smtp = smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60)
-        self.smtp.ehlo("test.ferry.test")
+        self.port = stack.smtp_port
+        self.smtp = None
         self.sent = {org: [] for org in SENDERS}
         self.count = 0
 
     def send(self, org, tag):
+        if self.count % self.SESSION_MESSAGES == 0:
+            self.close()
+            self.smtp = smtplib.SMTP("127.0.0.1", self.port, timeout=60)
+            self.smtp.ehlo("test.ferry.test")
         sender = SENDERS[org][0]
         assert self.smtp.mail(sender)[0] == 250
         assert self.smtp.rcpt("rcpt%d@example.net" % self.count)[0] == 250
@@ -78,7 +86,9 @@ class Client:
         self.count += 1
 
     def close(self):
-        self.smtp.quit()
+        if self.smtp is not None:
+            self.smtp.quit()
+            self.smtp = None
 
 
 def deliveries(stack):
