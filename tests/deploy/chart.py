@@ -5,6 +5,7 @@ problems, one sentence each, so the tests can assert an empty list and the
 self-tests can assert that a broken chart yields problems.
 """
 
+import glob
 import os
 import shutil
 import subprocess
@@ -42,11 +43,15 @@ CONTAINER_SECTIONS = {
 
 
 def helm_binary():
-    """Return the Helm binary of FERRY_HELM, else the one on PATH."""
-    path = os.environ.get("FERRY_HELM") or shutil.which("helm")
+    """Return the Helm binary of FERRY_HELM, else the one scripts/install-deps
+    built into .cache, else the one on PATH."""
+    built = sorted(glob.glob(os.path.join(ROOT, ".cache", "helm-*", "bin",
+                                          "helm")))
+    path = (os.environ.get("FERRY_HELM") or (built[-1] if built else None)
+            or shutil.which("helm"))
     if not path or not os.access(path, os.X_OK):
         raise RuntimeError(
-            "helm not found at FERRY_HELM=%r or on PATH; run "
+            "helm not found at FERRY_HELM=%r, in .cache or on PATH; run "
             "scripts/install-deps, which builds it into .cache"
             % os.environ.get("FERRY_HELM"))
     return path
