@@ -10,8 +10,11 @@ OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN)
 CPPFLAGS += -Icommon -I$(BUILD)/gen $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread -lm
 LDFLAGS  += $(SAN)
+
+# ferry_build_info's version label: the commit the binaries are built from.
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 ifeq ($(V),1)
 Q :=
@@ -53,6 +56,8 @@ $(BUILD)/%.o: %.c $(PROTO_H)
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/common/metrics.o: CPPFLAGS += -DFERRY_VERSION='"$(VERSION)"'
 
 $(LIB): $(COMMON_OBJ)
 	@echo "  AR      $@"
