@@ -745,6 +745,7 @@ ses_client_finish(struct ses_client *client, struct ses_request *req,
 {
     struct ses_outcome out;
     char               message[512] = "";
+    curl_off_t         total_us;
 
     memset(&out, 0, sizeof(out));
     ses_request_unlink(client, req);
@@ -763,6 +764,9 @@ ses_client_finish(struct ses_client *client, struct ses_request *req,
         out.body = req->response;
     }
 
+    if (curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total_us) ==
+        CURLE_OK)
+        out.seconds = (double)total_us / 1e6;
     if (client->done != NULL)
         client->done(req->opaque, &out);
     ses_request_free(req);

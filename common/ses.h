@@ -64,6 +64,7 @@ struct ses_outcome {
     char            message_id[256];    /* SendEmail: SES MessageId */
     const char     *body;               /* response body, valid in the
                                            callback only; may be NULL */
+    double          seconds;            /* request start to its end */
 };
 
 /* Called once for every request that ended, from ses_client_run(). */
