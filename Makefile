@@ -178,7 +178,7 @@ FUZZ_DIR  := $(BUILD)/fuzz
 FUZZ_BIN  := $(FUZZ_DIR)/fuzz_smtp_session
 FUZZ_SRC  := tests/fuzz/fuzz_smtp_session.c producer/smtp_session.c \
              producer/smtp_data.c producer/smtp_address.c \
-             producer/smtp_auth.c $(COMMON_SRC)
+             producer/smtp_auth.c producer/ingress_metrics.c $(COMMON_SRC)
 FUZZ_TIME ?= 600
 FUZZ_RUNS ?= 50000
 FUZZ_LEN  ?= 16384

@@ -597,6 +597,13 @@ ingress_kafka_broken(const struct ingress_kafka *ik)
 }
 
 
+bool
+ingress_kafka_usable(const struct ingress_kafka *ik)
+{
+    return ik->rk != NULL && !ik->fatal && !ik->broken;
+}
+
+
 uint64_t
 ingress_kafka_late_acks(const struct ingress_kafka *ik)
 {

@@ -97,6 +97,9 @@ int ingress_kafka_flush(struct ingress_kafka *ik, int timeout_ms);
 
 bool ingress_kafka_broken(const struct ingress_kafka *ik);
 
+/* Returns true while a producer exists and has raised no fatal error. */
+bool ingress_kafka_usable(const struct ingress_kafka *ik);
+
 /* Writes a librdkafka log message as an event=kafka-log line (log_cb). */
 void ingress_kafka_log(const rd_kafka_t *rk, int level, const char *facility,
                        const char *buf);

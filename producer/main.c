@@ -14,9 +14,12 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "httpd.h"
 #include "ingress_durability.h"
 #include "ingress_kafka.h"
+#include "ingress_metrics.h"
 #include "log.h"
+#include "metrics.h"
 #include "sdnotify.h"
 #include "smtp_auth.h"
 #include "smtp_server.h"
@@ -34,10 +37,20 @@
 /* How long the start-up check of the topics may take. */
 #define MAIN_DURABILITY_MS   10000
 
+/* Seconds between updates of liveness, readiness and the state gauges. */
+#define MAIN_STATUS_S        1
+
 struct main_args {
     const char *config_path;
     bool        check_only;
     bool        hash_password;
+};
+
+/* What the status timer reads and where it reports. */
+struct main_status {
+    struct httpd                      *httpd;
+    struct ingress_kafka              *ik;
+    struct ingress_durability_monitor *durability;
 };
 
 static void main_usage(void) __attribute__((noreturn));
@@ -50,6 +63,7 @@ static int main_add_signals(struct event_base *base, struct smtp_server *srv,
                             struct smtp_tls *tls, struct event *events[3]);
 static void main_on_stop_signal(evutil_socket_t sig, short what, void *arg);
 static void main_on_hangup(evutil_socket_t sig, short what, void *arg);
+static void main_on_status(evutil_socket_t fd, short what, void *arg);
 
 
 int
@@ -63,6 +77,10 @@ main(int argc, char **argv)
     struct smtp_tls      *tls = NULL;
     struct ingress_durability_monitor *durability = NULL;
     struct event         *signals[3] = { NULL, NULL, NULL };
+    struct metrics       *metrics = NULL;
+    struct main_status    status = { NULL, NULL, NULL };
+    struct event         *status_timer = NULL;
+    struct timeval        status_every = { MAIN_STATUS_S, 0 };
     enum log_level        level = LOG_LEVEL_INFO;
     char                  err[1024];
     char                  quoted[1100];
@@ -90,6 +108,18 @@ main(int argc, char **argv)
     /* Logging. */
     log_level_parse(cfg->log_level, &level);
     log_init("ingress", level);
+
+    /* Metrics and the monitoring listener, if configured. */
+    metrics = metrics_new();
+    metrics_add_process(metrics, "ingress");
+    ingress_metrics_init(metrics);
+    if (cfg->ingress_http_listen[0] != '\0' &&
+        (status.httpd = httpd_start(cfg->ingress_http_listen, metrics, err,
+                                    sizeof(err))) == NULL) {
+        log_error(NULL, "startup-failed", "key=ingress.http_listen error=%s",
+                  log_quote(quoted, sizeof(quoted), err));
+        goto out;
+    }
 
     /* Topics that can lose acknowledged records, before any 250. */
     if (main_check_durability(cfg) == -1)
@@ -128,6 +158,18 @@ main(int argc, char **argv)
         smtp_server_set_durability(srv, durability);
     }
 
+    /* Liveness, readiness and state gauges, now and every second. */
+    status.ik = ik;
+    status.durability = durability;
+    if ((status_timer = event_new(base, -1, EV_PERSIST, main_on_status,
+                                  &status)) == NULL ||
+        event_add(status_timer, &status_every) == -1) {
+        log_error(NULL, "startup-failed", "error=\"cannot add the status "
+                  "timer\"");
+        goto out;
+    }
+    main_on_status(-1, 0, &status);
+
     /* Signals. */
     if (main_add_signals(base, srv, tls, signals) == -1) {
         log_error(NULL, "startup-failed", "error=\"cannot register signal "
@@ -155,12 +197,16 @@ out:
     for (int i = 0; i < 3; i++)
         if (signals[i] != NULL)
             event_free(signals[i]);
+    if (status_timer != NULL)
+        event_free(status_timer);
+    httpd_stop(status.httpd);
     smtp_server_free(srv);
     ingress_durability_monitor_stop(durability);
     smtp_tls_free(tls);
     ingress_kafka_free(ik);
     if (base != NULL)
         event_base_free(base);
+    metrics_free(metrics);
     config_free(cfg);
     return rc;
 }
@@ -373,4 +419,29 @@ main_on_hangup(evutil_socket_t sig, short what, void *arg)
     else
         log_info(NULL, "tls-reloaded", "signal=SIGHUP");
     sdnotify_ready();
+}
+
+
+/*
+ * Marks the loop alive and reports readiness: the producer is usable and
+ * the topics passed the durability check, or ingress.durability is relaxed.
+ */
+static void
+main_on_status(evutil_socket_t fd, short what, void *arg)
+{
+    struct main_status *st = arg;
+    bool                usable = ingress_kafka_usable(st->ik);
+    bool                durable =
+        ingress_durability_monitor_safe(st->durability);
+
+    ingress_metrics_kafka_ready(usable);
+    ingress_metrics_durability_ok(durable);
+    httpd_set_alive(st->httpd);
+    if (!usable)
+        httpd_set_ready(st->httpd, "the Kafka producer is being recreated");
+    else if (!durable)
+        httpd_set_ready(st->httpd, "the last durability check of the "
+                        "topics failed");
+    else
+        httpd_set_ready(st->httpd, NULL);
 }

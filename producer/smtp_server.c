@@ -17,6 +17,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "ingress_metrics.h"
 #include "log.h"
 #include "proxy_header.h"
 #include "smtp_session.h"
@@ -367,6 +368,7 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     c->s = smtp_session_new(srv->cfg, sa, &smtp_server_ops, c);
     TAILQ_INSERT_TAIL(&srv->conns, c, entry);
     srv->nconns++;
+    ingress_metrics_session(1);
 
     smtp_server_setup_bev(c);
     if (c->proxy_wait) {
@@ -949,6 +951,7 @@ smtp_server_free_conn(struct smtp_conn *c, const char *reason)
     smtp_session_free(c->s);
     TAILQ_REMOVE(&srv->conns, c, entry);
     srv->nconns--;
+    ingress_metrics_session(-1);
     if (!c->refused)
         srv->nadmitted--;
     free(c);

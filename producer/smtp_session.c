@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "ingress_metrics.h"
 #include "log.h"
 #include "smtp_address.h"
 #include "smtp_auth.h"
@@ -54,6 +55,8 @@ struct smtp_transaction {
     size_t            rcpts_rejected;
     bool              bdat;         /* the text comes in BDAT chunks */
     struct smtp_data  data;
+    int64_t           dot_ms;       /* monotonic, at the final dot */
+    uint64_t          size;         /* bytes of the queued message */
 };
 
 /* The BDAT chunk being read (RFC 3030). */
@@ -1564,7 +1567,9 @@ smtp_session_end_data(struct smtp_session *s)
     int64_t                  now = util_now_ms();
     enum smtp_produce_status status;
 
+    s->tx.dot_ms = util_monotonic_ms();
     if (smtp_session_reject_data(s) == -1) {
+        ingress_metrics_message("rejected");
         smtp_session_end_transaction(s);
         return;
     }
@@ -1589,6 +1594,7 @@ smtp_session_end_data(struct smtp_session *s)
     env.tls = s->tls;
     env.received_at_ms = now;
     env.size = trace_len + s->tx.data.len;
+    s->tx.size = env.size;
     smtp_session_digest(s, trace, trace_len, env.sha256);
     env.chunk_count = s->tx.data.nsegments > 0
                           ? (uint32_t)s->tx.data.nsegments
@@ -1617,18 +1623,24 @@ smtp_session_finish(struct smtp_session *s, enum smtp_produce_status status)
     switch (status) {
     case SMTP_PRODUCE_OK:
         smtp_session_send(s, "250 2.0.0 Ok: queued as %s", s->tx.id);
+        ingress_metrics_message("accepted");
+        ingress_metrics_accepted(s->tx.size, (util_monotonic_ms() -
+                                              s->tx.dot_ms) / 1000.0);
         break;
     case SMTP_PRODUCE_TIMEOUT:
+        ingress_metrics_message("deferred");
         smtp_session_reject(s, "ack-timeout",
                             "451 4.4.1 no acknowledgement from the queue in "
                             "time, try again later");
         break;
     case SMTP_PRODUCE_TOO_LARGE:
+        ingress_metrics_message("rejected");
         smtp_session_reject(s, "record-too-large",
                             "552 5.3.4 message too large for the queue");
         break;
     case SMTP_PRODUCE_PENDING:
     case SMTP_PRODUCE_FAILED:
+        ingress_metrics_message("deferred");
         smtp_session_reject(s, "produce-failed",
                             "451 4.3.0 message not queued, try again later");
         break;
