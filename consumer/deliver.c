@@ -8,6 +8,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "deliver_metrics.h"
 #include "group.h"
 #include "kafka.h"
 #include "log.h"
@@ -452,6 +453,7 @@ deliver_run(struct deliver *d, volatile sig_atomic_t *stop)
              (long long)d->cfg->deliver_max_send_rate);
 
     while (!*stop && !d->fatal) {
+        deliver_metrics_status(d);
         deliver_serve(d, schedule_wait_ms(d));
         schedule_start_due(d);
         schedule_update_pauses(d);

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "deliver_metrics.h"
+#include "httpd.h"
 #include "deliver.h"
 #include "log.h"
 #include "sdnotify.h"
@@ -119,6 +121,8 @@ main(int argc, char **argv)
     struct config         *cfg;
     struct ses_credentials creds;
     struct deliver        *d;
+    struct metrics        *metrics;
+    struct httpd          *httpd = NULL;
     enum log_level         level = LOG_LEVEL_INFO;
     char                   err[1024];
     int                    rc;
@@ -150,6 +154,20 @@ main(int argc, char **argv)
         return DELIVER_EXIT_CONFIG;
     }
 
+    /* Metrics and the monitoring listener, if configured. */
+    metrics = metrics_new();
+    metrics_add_process(metrics, "deliver");
+    if (cfg->deliver_http_listen[0] != '\0' &&
+        (httpd = httpd_start(cfg->deliver_http_listen, metrics, err,
+                             sizeof(err))) == NULL) {
+        fprintf(stderr, "ferry-deliver: deliver.http_listen: %s\n", err);
+        metrics_free(metrics);
+        ses_credentials_fini(&creds);
+        config_free(cfg);
+        return 1;
+    }
+    deliver_metrics_init(metrics, httpd);
+
     /*
      * Signals, then the Kafka and SES handles and the loop. A SIGTERM
      * during the start makes the loop end at once and the worker drain.
@@ -158,6 +176,8 @@ main(int argc, char **argv)
     if ((d = deliver_new(cfg, opts.region, opts.takeover, &creds, err,
                          sizeof(err))) == NULL) {
         fprintf(stderr, "ferry-deliver: %s\n", err);
+        httpd_stop(httpd);
+        metrics_free(metrics);
         ses_credentials_fini(&creds);
         config_free(cfg);
         return 1;
@@ -170,6 +190,8 @@ main(int argc, char **argv)
     log_info(NULL, "stopping", "signal=%d", (int)main_stop);
     deliver_drain(d, cfg->deliver_request_timeout_ms + 5000);
     deliver_free(d);
+    httpd_stop(httpd);
+    metrics_free(metrics);
     ses_credentials_fini(&creds);
     config_free(cfg);
     log_info(NULL, "stopped", "exit=%d", rc == 0 ? 0 : 1);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "deliver.h"
+#include "deliver_metrics.h"
 #include "delivered.h"
 #include "dsn.h"
 #include "log.h"
@@ -345,6 +346,7 @@ outbound_on_ses(void *opaque, const struct ses_outcome *outcome)
 
     ob->pending--;
     report_count(&d->report, outcome->result);
+    deliver_metrics_ses(d->region, outcome);
     if (outcome->result == SES_OK)
         dedup_add(d->delivered_ids, ob->env->id, outcome->message_id);
     if (ob->part == NULL) {
@@ -682,6 +684,7 @@ outbound_finish(struct outbound *ob)
                  part->src->topic, (int)part->partition,
                  (long long)ob->records[0].offset, ob->attempt);
     } else {
+        deliver_metrics_dead_lettered(ob->d->region);
         log_info(outbound_id(ob), "dead-lettered", "code=%s reason=%s "
                  "topic=%s partition=%d offset=%lld records=%zu dead=%s "
                  "dsn=%s", ob->error_code, log_quote(quoted, sizeof(quoted),
