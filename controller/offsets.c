@@ -3,7 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kafka_group.h"
 #include "util.h"
+
+/* Requests for committed offsets while the group coordinator moves. */
+#define OFFSETS_ATTEMPTS 3
 
 static rd_kafka_event_t *offsets_wait(rd_kafka_queue_t *queue,
                                       rd_kafka_event_type_t type, char *err,
@@ -88,65 +92,6 @@ out:
 }
 
 
-rd_kafka_topic_partition_list_t *
-offsets_committed(rd_kafka_t *rk, const char *group, char *err,
-                  size_t errlen)
-{
-    rd_kafka_queue_t                                 *queue;
-    rd_kafka_AdminOptions_t                          *options;
-    rd_kafka_ListConsumerGroupOffsets_t              *request;
-    rd_kafka_event_t                                 *ev;
-    const rd_kafka_ListConsumerGroupOffsets_result_t *res;
-    const rd_kafka_group_result_t                   **results;
-    const rd_kafka_error_t                           *gerr;
-    const rd_kafka_topic_partition_list_t            *parts;
-    rd_kafka_topic_partition_list_t                  *copy = NULL;
-    size_t                                            nresults;
-
-    queue = rd_kafka_queue_new(rk);
-    options = rd_kafka_AdminOptions_new(
-        rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-    rd_kafka_AdminOptions_set_request_timeout(options, OFFSETS_TIMEOUT_MS,
-                                              NULL, 0);
-    request = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
-    rd_kafka_ListConsumerGroupOffsets(rk, &request, 1, options, queue);
-    rd_kafka_ListConsumerGroupOffsets_destroy(request);
-    rd_kafka_AdminOptions_destroy(options);
-    if ((ev = offsets_wait(queue,
-                           RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT, err,
-                           errlen)) == NULL)
-        goto out;
-    if (rd_kafka_event_error(ev)) {
-        snprintf(err, errlen, "listing offsets of group %s: %s", group,
-                 rd_kafka_event_error_string(ev));
-        goto out_event;
-    }
-    res = rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-    results = rd_kafka_ListConsumerGroupOffsets_result_groups(res, &nresults);
-    if (nresults != 1) {
-        snprintf(err, errlen, "listing offsets of group %s returned %zu "
-                 "groups", group, nresults);
-        goto out_event;
-    }
-    gerr = rd_kafka_group_result_error(results[0]);
-    if (gerr != NULL &&
-        rd_kafka_error_code(gerr) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
-        snprintf(err, errlen, "listing offsets of group %s: %s", group,
-                 rd_kafka_error_string(gerr));
-        goto out_event;
-    }
-    parts = rd_kafka_group_result_partitions(results[0]);
-    copy = parts != NULL ? rd_kafka_topic_partition_list_copy(parts)
-                         : rd_kafka_topic_partition_list_new(0);
-
-out_event:
-    rd_kafka_event_destroy(ev);
-out:
-    rd_kafka_queue_destroy(queue);
-    return copy;
-}
-
-
 static int
 offsets_partitions(rd_kafka_t *rk, const char *topic, int *count, char *err,
                    size_t errlen)
@@ -193,7 +138,9 @@ offsets_copy(rd_kafka_t *rk, const char *topic, const char *from,
 
     summary[0] = '\0';
     if (offsets_partitions(rk, topic, &count, err, errlen) == -1 ||
-        (committed = offsets_committed(rk, from, err, errlen)) == NULL)
+        (committed = kafka_group_committed(rk, from, OFFSETS_TIMEOUT_MS,
+                                           OFFSETS_ATTEMPTS, err,
+                                           errlen)) == NULL)
         goto out;
 
     /* The source's offsets, or the low watermark where it has none. */
@@ -203,15 +150,10 @@ offsets_copy(rd_kafka_t *rk, const char *topic, const char *from,
             rd_kafka_topic_partition_list_find(committed, topic, p);
         rd_kafka_topic_partition_t       *out;
         int64_t                           low, high, offset;
-        rd_kafka_resp_err_t               kerr;
 
-        kerr = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high,
-                                                OFFSETS_TIMEOUT_MS);
-        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            snprintf(err, errlen, "watermarks of %s [%d]: %s", topic, p,
-                     rd_kafka_err2str(kerr));
+        if (kafka_group_watermarks(rk, topic, p, OFFSETS_TIMEOUT_MS, &low,
+                                   &high, err, errlen) == -1)
             goto out;
-        }
         offset = tp != NULL && tp->offset >= 0 ? tp->offset : low;
         if (offset < low)
             offset = low;   /* records below low are gone */
@@ -272,7 +214,9 @@ offsets_copy(rd_kafka_t *rk, const char *topic, const char *from,
     }
 
     /* Read them back: the hand-over depends on them. */
-    if ((check = offsets_committed(rk, to, err, errlen)) == NULL)
+    if ((check = kafka_group_committed(rk, to, OFFSETS_TIMEOUT_MS,
+                                       OFFSETS_ATTEMPTS, err, errlen)) ==
+        NULL)
         goto out;
     for (int i = 0; i < target->cnt; i++) {
         const rd_kafka_topic_partition_t *tp =

@@ -27,9 +27,4 @@ int offsets_copy(rd_kafka_t *rk, const char *topic, const char *from,
                  const char *to, char *summary, size_t summarylen, char *err,
                  size_t errlen);
 
-/* Returns the group's committed offsets (NULL and err on failure). */
-rd_kafka_topic_partition_list_t *offsets_committed(rd_kafka_t *rk,
-                                                   const char *group,
-                                                   char *err, size_t errlen);
-
 #endif

@@ -13,6 +13,7 @@
 #include "ctl_scan.h"
 #include "ctl_table.h"
 #include "ctl_time.h"
+#include "kafka_group.h"
 #include "util.h"
 
 /* Milliseconds the age lookup may wait for the record at an offset. */
@@ -21,12 +22,6 @@
 /* Coordinator errors are retried LAG_ATTEMPTS times, LAG_RETRY_US apart. */
 #define LAG_ATTEMPTS 20
 #define LAG_RETRY_US 500000
-
-enum lag_outcome {
-    LAG_OK,
-    LAG_RETRY,          /* the group coordinator moved or is loading */
-    LAG_FAILED
-};
 
 struct lag_member {
     char *client_id;
@@ -89,13 +84,9 @@ static void lag_add_group(struct lag_group **groups, size_t *ngroups,
 static char *lag_topic_of_group(const char *group);
 static int lag_collect(rd_kafka_t *rk, struct lag_group *g, char *err,
                        size_t errlen);
-static enum lag_outcome lag_describe(rd_kafka_t *rk, struct lag_group *g,
-                                     rd_kafka_topic_partition_list_t *assigned,
-                                     char *err, size_t errlen);
-static rd_kafka_topic_partition_list_t *lag_committed(
-    rd_kafka_t *rk, const char *group, enum lag_outcome *outcome, char *err,
-    size_t errlen);
-static enum lag_outcome lag_outcome_of(rd_kafka_resp_err_t code);
+static enum kafka_group_outcome lag_describe(
+    rd_kafka_t *rk, struct lag_group *g,
+    rd_kafka_topic_partition_list_t *assigned, char *err, size_t errlen);
 static int lag_add_topic(rd_kafka_t *rk, struct lag_group *g,
                          const char *topic,
                          const rd_kafka_topic_partition_list_t *committed,
@@ -112,26 +103,19 @@ static void lag_print_json(const struct lag_group *groups, size_t ngroups,
                            int64_t now_ms, bool compact);
 static int64_t lag_age_ms(const struct lag_row *row, int64_t now_ms);
 static void lag_group_reset(struct lag_group *g);
-static rd_kafka_event_t *lag_admin_wait(rd_kafka_queue_t *queue,
-                                        rd_kafka_event_type_t type,
-                                        char *err, size_t errlen);
 
 
 int64_t
 ctl_lag_messages(int64_t committed, int64_t low, int64_t end)
 {
-    int64_t from = committed == CTL_LAG_NONE ? low : committed;
-
-    return end > from ? end - from : 0;
+    return kafka_group_lag(committed, low, end);
 }
 
 
 int64_t
 ctl_lag_oldest_offset(int64_t committed, int64_t low)
 {
-    if (committed == CTL_LAG_NONE || committed < low)
-        return low;
-    return committed;
+    return kafka_group_oldest_offset(committed, low);
 }
 
 
@@ -339,11 +323,12 @@ lag_collect(rd_kafka_t *rk, struct lag_group *g, char *err, size_t errlen)
      */
     assigned = rd_kafka_topic_partition_list_new(8);
     for (int attempt = 1;; attempt++) {
-        enum lag_outcome outcome = lag_describe(rk, g, assigned, err, errlen);
+        enum kafka_group_outcome outcome =
+            lag_describe(rk, g, assigned, err, errlen);
 
-        if (outcome == LAG_OK)
+        if (outcome == KAFKA_GROUP_OK)
             break;
-        if (outcome == LAG_FAILED || attempt == LAG_ATTEMPTS)
+        if (outcome == KAFKA_GROUP_FAILED || attempt == LAG_ATTEMPTS)
             goto out;
         usleep(LAG_RETRY_US);
     }
@@ -389,17 +374,8 @@ rd_kafka_topic_partition_list_t *
 ctl_lag_committed(rd_kafka_t *rk, const char *group, char *err,
                   size_t errlen)
 {
-    for (int attempt = 1;; attempt++) {
-        enum lag_outcome                 outcome;
-        rd_kafka_topic_partition_list_t *committed;
-
-        committed = lag_committed(rk, group, &outcome, err, errlen);
-        if (outcome == LAG_OK)
-            return committed;
-        if (outcome == LAG_FAILED || attempt == LAG_ATTEMPTS)
-            return NULL;
-        usleep(LAG_RETRY_US);
-    }
+    return kafka_group_committed(rk, group, CTL_REQUEST_TIMEOUT_MS,
+                                 LAG_ATTEMPTS, err, errlen);
 }
 
 
@@ -407,7 +383,7 @@ ctl_lag_committed(rd_kafka_t *rk, const char *group, char *err,
  * Reads the group's state and members, and adds every assigned partition
  * to assigned with a pointer to its owner in opaque.
  */
-static enum lag_outcome
+static enum kafka_group_outcome
 lag_describe(rd_kafka_t *rk, struct lag_group *g,
              rd_kafka_topic_partition_list_t *assigned, char *err,
              size_t errlen)
@@ -421,7 +397,7 @@ lag_describe(rd_kafka_t *rk, struct lag_group *g,
     const rd_kafka_error_t                     *gerr;
     const char                                 *names[1] = { g->name };
     size_t                                      ndescs;
-    enum lag_outcome                            rc = LAG_FAILED;
+    enum kafka_group_outcome                    rc = KAFKA_GROUP_FAILED;
 
     options = rd_kafka_AdminOptions_new(rk,
                                         RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
@@ -429,14 +405,14 @@ lag_describe(rd_kafka_t *rk, struct lag_group *g,
                                               NULL, 0);
     rd_kafka_DescribeConsumerGroups(rk, names, 1, options, queue);
     rd_kafka_AdminOptions_destroy(options);
-    ev = lag_admin_wait(queue, RD_KAFKA_EVENT_DESCRIBECONSUMERGROUPS_RESULT,
-                        err, errlen);
+    ev = kafka_group_wait(queue, RD_KAFKA_EVENT_DESCRIBECONSUMERGROUPS_RESULT,
+                          CTL_REQUEST_TIMEOUT_MS, err, errlen);
     if (ev == NULL)
         goto out;
     if (rd_kafka_event_error(ev)) {
         snprintf(err, errlen, "describing the group: %s",
                  rd_kafka_event_error_string(ev));
-        rc = lag_outcome_of(rd_kafka_event_error(ev));
+        rc = kafka_group_outcome_of(rd_kafka_event_error(ev));
         goto out_event;
     }
 
@@ -453,7 +429,7 @@ lag_describe(rd_kafka_t *rk, struct lag_group *g,
         rd_kafka_error_code(gerr) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
         snprintf(err, errlen, "describing the group: %s",
                  rd_kafka_error_string(gerr));
-        rc = lag_outcome_of(rd_kafka_error_code(gerr));
+        rc = kafka_group_outcome_of(rd_kafka_error_code(gerr));
         goto out_event;
     }
 
@@ -477,77 +453,13 @@ lag_describe(rd_kafka_t *rk, struct lag_group *g,
                                               parts->elems[j].partition)
                 ->opaque = &g->members[i];
     }
-    rc = LAG_OK;
+    rc = KAFKA_GROUP_OK;
 
 out_event:
     rd_kafka_event_destroy(ev);
 out:
     rd_kafka_queue_destroy(queue);
     return rc;
-}
-
-
-/* Returns every committed offset of the group; NULL and err on failure. */
-static rd_kafka_topic_partition_list_t *
-lag_committed(rd_kafka_t *rk, const char *group, enum lag_outcome *outcome,
-              char *err, size_t errlen)
-{
-    rd_kafka_queue_t                        *queue = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t                 *options;
-    rd_kafka_ListConsumerGroupOffsets_t     *request;
-    rd_kafka_event_t                        *ev;
-    const rd_kafka_ListConsumerGroupOffsets_result_t *res;
-    const rd_kafka_group_result_t          **results;
-    const rd_kafka_error_t                  *gerr;
-    const rd_kafka_topic_partition_list_t   *parts;
-    rd_kafka_topic_partition_list_t         *copy = NULL;
-    size_t                                   nresults;
-
-    *outcome = LAG_FAILED;
-    options = rd_kafka_AdminOptions_new(
-        rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-    rd_kafka_AdminOptions_set_request_timeout(options, CTL_REQUEST_TIMEOUT_MS,
-                                              NULL, 0);
-    request = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
-    rd_kafka_ListConsumerGroupOffsets(rk, &request, 1, options, queue);
-    rd_kafka_ListConsumerGroupOffsets_destroy(request);
-    rd_kafka_AdminOptions_destroy(options);
-    ev = lag_admin_wait(queue, RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT,
-                        err, errlen);
-    if (ev == NULL)
-        goto out;
-    if (rd_kafka_event_error(ev)) {
-        snprintf(err, errlen, "listing committed offsets: %s",
-                 rd_kafka_event_error_string(ev));
-        *outcome = lag_outcome_of(rd_kafka_event_error(ev));
-        goto out_event;
-    }
-
-    res = rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-    results = rd_kafka_ListConsumerGroupOffsets_result_groups(res, &nresults);
-    if (nresults != 1) {
-        snprintf(err, errlen, "listing committed offsets returned %zu "
-                 "groups", nresults);
-        goto out_event;
-    }
-    gerr = rd_kafka_group_result_error(results[0]);
-    if (gerr != NULL &&
-        rd_kafka_error_code(gerr) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
-        snprintf(err, errlen, "listing committed offsets: %s",
-                 rd_kafka_error_string(gerr));
-        *outcome = lag_outcome_of(rd_kafka_error_code(gerr));
-        goto out_event;
-    }
-    parts = rd_kafka_group_result_partitions(results[0]);
-    copy = parts != NULL ? rd_kafka_topic_partition_list_copy(parts)
-                         : rd_kafka_topic_partition_list_new(0);
-    *outcome = LAG_OK;
-
-out_event:
-    rd_kafka_event_destroy(ev);
-out:
-    rd_kafka_queue_destroy(queue);
-    return copy;
 }
 
 
@@ -566,7 +478,6 @@ lag_add_topic(rd_kafka_t *rk, struct lag_group *g, const char *topic,
     for (int p = 0; p < count; p++) {
         struct lag_row                   *row = &g->rows[g->nrows];
         const rd_kafka_topic_partition_t *tp;
-        rd_kafka_resp_err_t               kerr;
 
         memset(row, 0, sizeof(*row));
         row->topic = xstrdup(topic);
@@ -588,14 +499,9 @@ lag_add_topic(rd_kafka_t *rk, struct lag_group *g, const char *topic,
         if (tp != NULL && tp->opaque != NULL)
             row->member = xstrdup(((struct lag_member *)tp->opaque)->client_id);
 
-        kerr = rd_kafka_query_watermark_offsets(rk, topic, p, &row->low,
-                                                &row->end,
-                                                CTL_REQUEST_TIMEOUT_MS);
-        if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            snprintf(err, errlen, "watermarks of %s [%d]: %s", topic, p,
-                     rd_kafka_err2str(kerr));
+        if (kafka_group_watermarks(rk, topic, p, CTL_REQUEST_TIMEOUT_MS,
+                                   &row->low, &row->end, err, errlen) == -1)
             return -1;
-        }
         row->lag = ctl_lag_messages(row->committed, row->low, row->end);
     }
     return 0;
@@ -797,43 +703,4 @@ lag_group_reset(struct lag_group *g)
     g->rows = NULL;
     g->nrows = 0;
     g->state = NULL;
-}
-
-
-/* Waits for an admin result; NULL and err when none came in time. */
-static rd_kafka_event_t *
-lag_admin_wait(rd_kafka_queue_t *queue, rd_kafka_event_type_t type,
-               char *err, size_t errlen)
-{
-    rd_kafka_event_t *ev;
-
-    ev = rd_kafka_queue_poll(queue, CTL_REQUEST_TIMEOUT_MS + 5000);
-    if (ev == NULL) {
-        snprintf(err, errlen, "the broker did not answer within %d s",
-                 CTL_REQUEST_TIMEOUT_MS / 1000 + 5);
-        return NULL;
-    }
-    if (rd_kafka_event_type(ev) != type) {
-        snprintf(err, errlen, "unexpected admin result %s",
-                 rd_kafka_event_name(ev));
-        rd_kafka_event_destroy(ev);
-        return NULL;
-    }
-    return ev;
-}
-
-
-static enum lag_outcome
-lag_outcome_of(rd_kafka_resp_err_t code)
-{
-    switch (code) {
-    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
-    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
-    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
-    case RD_KAFKA_RESP_ERR__TIMED_OUT:
-    case RD_KAFKA_RESP_ERR__TRANSPORT:
-        return LAG_RETRY;
-    default:
-        return LAG_FAILED;
-    }
 }

@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CTL_LAG_NONE (-1001)   /* no committed offset for the partition */
+#include "kafka_group.h"
+
+#define CTL_LAG_NONE KAFKA_GROUP_NO_OFFSET   /* never committed */
 
 /*
  * Returns the lag in messages: end minus committed, or when the group
