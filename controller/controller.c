@@ -13,12 +13,14 @@
 #include "log.h"
 #include "offsets.h"
 #include "probe.h"
+#include "status.h"
 #include "util.h"
 #include "verdict.h"
 
 #define CONTROLLER_POLL_MS     100
 #define CONTROLLER_PUBLISH_MS  10000
 #define CONTROLLER_LOAD_MS     30000
+#define CONTROLLER_STATUS_MS   1000
 
 /* One primary region: its machine, probe, worker reports and command. */
 struct controller_slot {
@@ -52,6 +54,7 @@ struct controller {
     int64_t                       control_target; /* read up to here first */
     int64_t                       next_probe_ms;
     int64_t                       next_readiness_ms;
+    int64_t                       next_status_ms;
 };
 
 static rd_kafka_t *controller_client_new(const struct controller *c,
@@ -79,6 +82,7 @@ static void controller_tick(struct controller *c, struct controller_slot *s,
 static void controller_drain(struct controller *c, struct controller_slot *s,
                              int64_t now_ms);
 static void controller_check_readiness(struct controller *c);
+static void controller_report_status(struct controller *c);
 static void controller_fill_event(const struct controller_slot *s,
                                   struct failover_event *ev,
                                   enum failover_event_kind kind,
@@ -552,6 +556,8 @@ controller_step(struct controller *c, struct controller_slot *s,
             return;
         }
         s->stored = true;
+        if (s->f.rec.state != res.from)
+            status_transition(&s->f.rec, res.from);
         log_info(NULL, s->f.rec.state != res.from ? "transition" : "published",
                  "region=%s from=%s to=%s epoch=%llu hold=%d reason=%s",
                  s->f.rec.region, control_state_name(res.from),
@@ -740,6 +746,8 @@ controller_run(struct controller *c, volatile sig_atomic_t *stop)
         int64_t             mono = util_monotonic_ms();
         rd_kafka_message_t *msg;
 
+        controller_report_status(c);
+
         /* The lease: poll serves the rebalance callback. */
         if ((msg = rd_kafka_consumer_poll(c->lease, 0)) != NULL)
             rd_kafka_message_destroy(msg);
@@ -780,4 +788,42 @@ controller_run(struct controller *c, volatile sig_atomic_t *stop)
         }
     }
     return 0;
+}
+
+
+/* Hands the state of every region to status, at most once a second. */
+static void
+controller_report_status(struct controller *c)
+{
+    const struct config  *cfg = c->cfg;
+    struct status_region *regions;
+    struct status_view    view;
+    int64_t               mono = util_monotonic_ms();
+
+    if (mono < c->next_status_ms)
+        return;
+    c->next_status_ms = mono + CONTROLLER_STATUS_MS;
+
+    regions = xcalloc(c->nslots + 1, sizeof(*regions));
+    for (size_t i = 0; i < c->nslots; i++) {
+        const struct controller_slot *s = &c->slots[i];
+
+        regions[i].rec = &s->f.rec;
+        regions[i].probes = verdict_probes_health(
+            &s->probe->verdict, mono,
+            cfg->controller_probe_failure_seconds * 1000);
+        regions[i].workers = verdict_workers_health(
+            s->workers, util_now_ms(),
+            cfg->controller_health_window_seconds * 1000,
+            cfg->controller_health_failure_percent);
+        regions[i].secondary_ready = s->ready;
+        regions[i].not_ready = s->not_ready;
+    }
+    view.id = c->id;
+    view.active = c->active;
+    view.secondary = cfg->controller_secondary_region;
+    view.regions = regions;
+    view.nregions = c->nslots;
+    status_update(&view);
+    free(regions);
 }

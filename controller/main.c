@@ -11,9 +11,13 @@
 
 #include "config.h"
 #include "controller.h"
+#include "httpd.h"
+#include "lag.h"
 #include "log.h"
+#include "metrics.h"
 #include "sdnotify.h"
 #include "ses.h"
+#include "status.h"
 
 #define MAIN_EXIT_USAGE  64        /* EX_USAGE of sysexits.h */
 #define MAIN_EXIT_CONFIG 78        /* EX_CONFIG */
@@ -105,6 +109,9 @@ main(int argc, char **argv)
     struct config         *cfg;
     struct ses_credentials creds;
     struct controller     *c;
+    struct metrics        *metrics;
+    struct httpd          *httpd = NULL;
+    struct lag_monitor    *lag;
     enum log_level         level = LOG_LEVEL_INFO;
     char                   err[1024];
     int                    rc;
@@ -135,9 +142,35 @@ main(int argc, char **argv)
         return MAIN_EXIT_CONFIG;
     }
 
+    /* Metrics, the monitoring listener if configured, the lag thread. */
+    metrics = metrics_new();
+    metrics_add_process(metrics, "controller");
+    if (cfg->controller_http_listen[0] != '\0' &&
+        (httpd = httpd_start(cfg->controller_http_listen, metrics, err,
+                             sizeof(err))) == NULL) {
+        log_error(NULL, "startup-failed", "key=controller.http_listen "
+                  "error=\"%s\"", err);
+        metrics_free(metrics);
+        ses_credentials_fini(&creds);
+        config_free(cfg);
+        return 1;
+    }
+    if ((lag = lag_start(cfg, metrics, err, sizeof(err))) == NULL) {
+        log_error(NULL, "startup-failed", "error=\"%s\"", err);
+        httpd_stop(httpd);
+        metrics_free(metrics);
+        ses_credentials_fini(&creds);
+        config_free(cfg);
+        return 1;
+    }
+    status_init(metrics, httpd, lag);
+
     /* Kafka, SES and the stored state, then signals and the loop. */
     if ((c = controller_new(cfg, &creds, err, sizeof(err))) == NULL) {
         log_error(NULL, "startup-failed", "error=\"%s\"", err);
+        lag_stop(lag);
+        httpd_stop(httpd);
+        metrics_free(metrics);
         ses_credentials_fini(&creds);
         config_free(cfg);
         return 1;
@@ -150,6 +183,9 @@ main(int argc, char **argv)
     /* Teardown: leaving the lease group hands the lease on at once. */
     log_info(NULL, "stopping", "signal=%d", (int)main_stop);
     controller_free(c);
+    httpd_stop(httpd);
+    lag_stop(lag);
+    metrics_free(metrics);
     ses_credentials_fini(&creds);
     config_free(cfg);
     log_info(NULL, "stopped", "exit=%d", rc == 0 ? 0 : 1);
