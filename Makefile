@@ -57,7 +57,14 @@ $(BUILD)/%.o: %.c $(PROTO_H)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/common/metrics.o: CPPFLAGS += -DFERRY_VERSION='"$(VERSION)"'
+# Rewritten only when the version changes, so a commit rebuilds metrics.o.
+.PHONY: FORCE
+$(BUILD)/gen/version.h: FORCE
+	@mkdir -p $(@D)
+	$(Q)line='#define FERRY_VERSION "$(VERSION)"'; \
+	    [ "$$(cat $@ 2>/dev/null)" = "$$line" ] || echo "$$line" > $@
+
+$(BUILD)/common/metrics.o: $(BUILD)/gen/version.h
 
 $(LIB): $(COMMON_OBJ)
 	@echo "  AR      $@"
@@ -183,7 +190,8 @@ FUZZ_TIME ?= 600
 FUZZ_RUNS ?= 50000
 FUZZ_LEN  ?= 16384
 
-$(FUZZ_BIN): $(FUZZ_SRC) $(PROTO_C) $(PROTO_H) common/*.h producer/*.h
+$(FUZZ_BIN): $(FUZZ_SRC) $(PROTO_C) $(PROTO_H) common/*.h producer/*.h \
+             $(BUILD)/gen/version.h
 	@mkdir -p $(@D)
 	@echo "  FUZZCC  $@"
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -Iproducer -std=c11 -D_GNU_SOURCE -g -O1 \

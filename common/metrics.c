@@ -10,10 +10,7 @@
 #include <string.h>
 
 #include "util.h"
-
-#ifndef FERRY_VERSION
-#define FERRY_VERSION "unknown"
-#endif
+#include "version.h"        /* FERRY_VERSION, written by the Makefile */
 
 enum metric_type {
     METRIC_COUNTER,
