@@ -67,13 +67,18 @@ class Stack:
 
     base + 0: Kafka broker, base + 1: its KRaft controller,
     base + 10 + i: ses-local of region i, base + 20: ferry-ingress SMTP.
+    With http=True the daemons serve /metrics: ferry-ingress on base + 30,
+    ferry-controller on base + 31, the worker of primary region i on
+    base + 32 + i, each worker from its own copy of the configuration.
     """
 
     def __init__(self, state_dir, base_port=19092, ack_timeout_ms=30000,
-                 log=print, deliver_settings=None, extra_config=""):
+                 log=print, deliver_settings=None, extra_config="",
+                 http=False):
         """deliver_settings overrides keys of the deliver section;
         extra_config is YAML text appended to the configuration, for
-        sections the stack does not write itself."""
+        sections the stack does not write itself (with http=True, not
+        the controller section)."""
         self.state_dir = state_dir
         self.deliver_settings = {
             "max_in_flight": 16,
@@ -88,6 +93,11 @@ class Stack:
         self.smtp_port = base_port + 20
         self.ack_timeout_ms = ack_timeout_ms
         self.log = log
+        self.http = http
+        self.http_ports = {"ingress": base_port + 30,
+                           "controller": base_port + 31}
+        for i, region in enumerate(PRIMARY_REGIONS):
+            self.http_ports["deliver-" + region] = base_port + 32 + i
         self.regions = PRIMARY_REGIONS + [SECONDARY_REGION]
         self.ses_ports = {r: base_port + 10 + i
                           for i, r in enumerate(self.regions)}
@@ -136,6 +146,15 @@ class Stack:
             "  max_recipients: 50",
             "  ack_timeout_ms: %d" % self.ack_timeout_ms,
             "  durability: relaxed",
+        ]
+        if self.http:
+            lines += [
+                "  http_listen: 127.0.0.1:%d" % self.http_ports["ingress"],
+                "controller:",
+                "  http_listen: 127.0.0.1:%d"
+                % self.http_ports["controller"],
+            ]
+        lines += [
             "deliver:",
         ]
         lines += ["  %s: %s" % item for item in self.deliver_settings.items()]
@@ -156,6 +175,20 @@ class Stack:
             ]
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n" + self.extra_config)
+        if not self.http:
+            return
+        at = lines.index("deliver:") + 1
+        for region in PRIMARY_REGIONS:
+            listen = ["  http_listen: 127.0.0.1:%d"
+                      % self.http_ports["deliver-" + region]]
+            with open(self.deliver_config_path(region), "w") as f:
+                f.write("\n".join(lines[:at] + listen + lines[at:]) + "\n" +
+                        self.extra_config)
+
+    def deliver_config_path(self, region):
+        if not self.http:
+            return self.config_path
+        return os.path.join(self.state_dir, "ferry-deliver-%s.yaml" % region)
 
     # Processes
 
@@ -254,8 +287,8 @@ class Stack:
                              % self.tail("ingress"))
 
     def start_deliver(self, region):
-        argv = [os.path.join(BUILD, "ferry-deliver"), "-c", self.config_path,
-                "--region", region]
+        argv = [os.path.join(BUILD, "ferry-deliver"), "-c",
+                self.deliver_config_path(region), "--region", region]
         proc = self.spawn("deliver-" + region, argv, env=self.daemon_env())
         time.sleep(0.2)
         if proc.poll() is not None:
