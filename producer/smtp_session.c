@@ -1080,6 +1080,7 @@ smtp_session_end_chunk(struct smtp_session *s)
     if (fault == SMTP_DATA_FAULT_TOO_LARGE ||
         fault == SMTP_DATA_FAULT_HEADER_TOO_LARGE) {
         smtp_session_reject_data(s);
+        ingress_metrics_message("rejected");
         smtp_session_end_transaction(s);
         return;
     }
