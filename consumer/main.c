@@ -13,6 +13,7 @@
 #include "httpd.h"
 #include "deliver.h"
 #include "log.h"
+#include "reload.h"
 #include "sdnotify.h"
 #include "ses.h"
 
@@ -152,6 +153,18 @@ main(int argc, char **argv)
         fprintf(stderr, "ferry-deliver: %s\n", err);
         config_free(cfg);
         return DELIVER_EXIT_CONFIG;
+    }
+
+    /*
+     * SIGHUP goes to a thread of its own, started before any other
+     * thread (the listener's, librdkafka's).
+     */
+    if (reload_watch_start(opts.config_path, "ferry-deliver", err,
+                           sizeof(err)) == -1) {
+        fprintf(stderr, "ferry-deliver: %s\n", err);
+        ses_credentials_fini(&creds);
+        config_free(cfg);
+        return 1;
     }
 
     /* Metrics and the monitoring listener, if configured. */

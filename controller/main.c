@@ -15,6 +15,7 @@
 #include "lag.h"
 #include "log.h"
 #include "metrics.h"
+#include "reload.h"
 #include "sdnotify.h"
 #include "ses.h"
 #include "status.h"
@@ -140,6 +141,18 @@ main(int argc, char **argv)
         fprintf(stderr, "ferry-controller: %s\n", err);
         config_free(cfg);
         return MAIN_EXIT_CONFIG;
+    }
+
+    /*
+     * SIGHUP goes to a thread of its own, started before any other
+     * thread (the listener's, the lag reader's, librdkafka's).
+     */
+    if (reload_watch_start(opts.config_path, "ferry-controller", err,
+                           sizeof(err)) == -1) {
+        fprintf(stderr, "ferry-controller: %s\n", err);
+        ses_credentials_fini(&creds);
+        config_free(cfg);
+        return 1;
     }
 
     /* Metrics, the monitoring listener if configured, the lag thread. */

@@ -388,3 +388,39 @@ def test_standby_controller_takes_over(tstack):
     finally:
         client.close()
         failover(tstack, "release", "--region", REGION)
+
+
+def test_sighup_checks_the_file_and_keeps_running(tstack):
+    """ferry-deliver and ferry-controller apply their configuration at
+    start only; SIGHUP must not end them, and it reports whether the file
+    would load."""
+    names = ["deliver-" + REGION, "takeover", "standby"]
+    starts = {name: log_size(tstack, name) for name in names}
+    with open(tstack.config_path) as f:
+        good = f.read()
+    for name in names:
+        tstack.processes[name][0].send_signal(signal.SIGHUP)
+    for name in names:
+        wait_for_log(tstack, name, r"reload-not-applied file=\S+ferry.yaml",
+                     after=starts[name])
+        starts[name] = log_size(tstack, name)
+    try:
+        with open(tstack.config_path, "w") as f:
+            f.write(good.replace("  retry_max_ms: 5000",
+                                 "  retry_max_ms: soon"))
+        for name in names:
+            tstack.processes[name][0].send_signal(signal.SIGHUP)
+        for name in names:
+            wait_for_log(tstack, name, r"reload-failed file=\S+ferry.yaml "
+                         r"reason=\".*key 'deliver.retry_max_ms'",
+                         after=starts[name])
+    finally:
+        with open(tstack.config_path, "w") as f:
+            f.write(good)
+    assert tstack.crashed() == []
+    client = Client(tstack)
+    try:
+        client.send("acme", "after-sighup")
+        wait_all_delivered(tstack, client.sent["acme"])
+    finally:
+        client.close()
