@@ -103,6 +103,11 @@ deliver_metrics_status(const struct deliver *d)
     metric_set(deliver_send_rate, d->pacing.rate, d->region);
     metric_set(deliver_region_stopped, d->region_stopped ? 1 : 0, d->region);
     metric_add(deliver_dead_lettered, 0, d->region);
+
+    /* Every outcome from the start, so rate() sees the first request. */
+    for (int r = SES_OK; r <= SES_REJECTED; r++)
+        metric_add(deliver_ses_requests, 0, d->region,
+                   deliver_outcome_name((enum ses_result)r));
     if (ses_client_measured_offset_ms(d->ses, &offset_ms) == 0)
         metric_set(deliver_clock_offset, -(double)offset_ms / 1000.0,
                    d->region);
