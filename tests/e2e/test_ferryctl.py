@@ -540,6 +540,43 @@ def test_replay_dead_letter_delivered_once(stack):
     assert len(ledger_entries(stack, message.envelope_id)) == 1
 
 
+def test_replay_after_outage_delivers_each_once(stack):
+    """SES refuses 5 of 12 messages for good as they pass, as during an
+    outage that answered MessageRejected. Replaying the dead topic's
+    window delivers those 5 once each; replaying the mail topic's window
+    afterwards sends none of the 12 again."""
+    ses_control(stack, "POST", "/_ferry/faults",
+                {"fault": "message_rejected", "count": 5})
+    start_ms = int(time.time() * 1000) - 1000
+    messages = send(stack, "outage", 12)
+    drain(stack)
+    end_ms = int(time.time() * 1000)
+    ids = [m.envelope_id for m in messages]
+    dead = [i for i in ids if dead_records(stack, i)]
+    assert len(dead) == 5
+    assert [i for i in ids if ledger_entries(stack, i)] == \
+        [i for i in ids if i not in dead]
+
+    ses_control(stack, "DELETE", "/_ferry/faults")
+    window = ["--from", rfc3339(start_ms), "--to", rfc3339(end_ms)]
+    parts = replay(stack, "--topic", TOPIC + ".dead", *window, "--execute")
+    assert sum(p["replayed"] for p in parts.values()) == 5
+    drain(stack)
+    deadline = time.monotonic() + 30
+    while not all(ledger_entries(stack, i) for i in dead):
+        assert time.monotonic() < deadline, "a replayed message never " \
+            "reached SES"
+        time.sleep(0.5)
+
+    parts = replay(stack, "--topic", TOPIC, *window, "--execute")
+    assert sum(p["replayed"] for p in parts.values()) == 0
+    assert sum(p["skipped_delivered"] for p in parts.values()) == 12
+    drain(stack)
+    time.sleep(2)
+    for envelope_id in ids:
+        assert len(ledger_entries(stack, envelope_id)) == 1, envelope_id
+
+
 def trace(stack, ident, *args):
     result = ferryctl(stack, "trace", "--json", ident, *args)
     assert result.returncode == 0, result.stderr
