@@ -125,6 +125,8 @@ deps:
 test: deps
 	$(Q)$(MAKE) --no-print-directory test-unit test-fuzz test-ops \
 	    test-deploy test-e2e
+	$(Q)$(MAKE) --no-print-directory test-asan-e2e \
+	    ASAN_E2E="$(ASAN_E2E_QUICK)"
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -247,10 +249,38 @@ style:
 	$(Q)clang-format -i common/*.[ch] producer/*.[ch] consumer/*.[ch] \
 	    ctl/*.[ch] tests/unit/*.c
 
+ASAN_BUILD := build/asan
+ASAN_MAKE  := $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
+              OPT="-O1 -g" \
+              SAN="-fsanitize=address,undefined -fno-omit-frame-pointer"
+
 asan:
-	$(Q)$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
-	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-	    all test-unit
+	$(Q)$(ASAN_MAKE) all test-unit
+
+# The ingress end-to-end tests against the AddressSanitizer and UBSan
+# daemons of build/asan (scripts/ferrystack.py takes its binaries from
+# $BUILD). Every sanitizer report, leaks at exit included, is written to
+# ASAN_LOGS, and any report fails the target, since a daemon keeps
+# running after a UBSan report and a leak shows only at exit.
+# `make test` runs only ASAN_E2E_QUICK, which takes about 2 minutes with
+# the sanitizer build on a loaded 2-CPU machine.
+ASAN_LOGS      ?= $(ASAN_BUILD)/sanitizer-logs
+ASAN_E2E       ?= $(wildcard tests/e2e/test_ingress_*.py) \
+                  tests/e2e/test_pipeline.py
+ASAN_E2E_QUICK ?= tests/e2e/test_ingress_proxy.py
+
+.PHONY: test-asan-e2e
+test-asan-e2e:
+	$(Q)$(ASAN_MAKE) all
+	$(Q)rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
+	$(Q)BUILD=$(ASAN_BUILD) \
+	    ASAN_OPTIONS="log_path=$(CURDIR)/$(ASAN_LOGS)/asan:detect_leaks=1" \
+	    UBSAN_OPTIONS="log_path=$(CURDIR)/$(ASAN_LOGS)/ubsan:print_stacktrace=1" \
+	    python3 -m pytest -q $(ASAN_E2E)
+	$(Q)if [ -n "$$(ls -A $(ASAN_LOGS))" ]; then \
+	    echo "sanitizer reports in $(ASAN_LOGS):"; \
+	    head -40 $(ASAN_LOGS)/*; exit 1; fi
+	@echo "  ASAN    no sanitizer reports from $(ASAN_E2E)"
 
 clean:
 	rm -rf $(BUILD)
