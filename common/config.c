@@ -209,6 +209,7 @@ static int config_read_orgs(struct config_reader *r, struct config *cfg,
                             yaml_node_t *seq);
 static int config_read_credentials(struct config_reader *r,
                                    struct config *cfg);
+static void config_free_credentials(struct credential *list, size_t n);
 static int config_check(struct config_reader *r, struct config *cfg);
 static int config_is_address(const char *text);
 static int config_is_host_port(const char *text);
@@ -893,6 +894,41 @@ out:
 }
 
 
+static void
+config_free_credentials(struct credential *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(list[i].user);
+        /* A hash is not the password, but it need not linger either. */
+        explicit_bzero(list[i].hash, strlen(list[i].hash));
+        free(list[i].hash);
+    }
+    free(list);
+}
+
+
+int
+config_reload_credentials(struct config *cfg, char *err, size_t errlen)
+{
+    struct config_reader r = { .path = cfg->path, .err = err,
+                               .errlen = errlen };
+    struct credential   *old = cfg->ingress_credentials;
+    size_t               nold = cfg->ningress_credentials;
+
+    cfg->ingress_credentials = NULL;
+    cfg->ningress_credentials = 0;
+    if (config_read_credentials(&r, cfg) == -1) {
+        config_free_credentials(cfg->ingress_credentials,
+                                cfg->ningress_credentials);
+        cfg->ingress_credentials = old;
+        cfg->ningress_credentials = nold;
+        return -1;
+    }
+    config_free_credentials(old, nold);
+    return 0;
+}
+
+
 static int
 config_check(struct config_reader *r, struct config *cfg)
 {
@@ -1140,14 +1176,8 @@ config_free(struct config *cfg)
     free(cfg->deliver_region);
     free(cfg->ingress_http_listen);
     free(cfg->ingress_credentials_file);
-    for (size_t i = 0; i < cfg->ningress_credentials; i++) {
-        free(cfg->ingress_credentials[i].user);
-        /* A hash is not the password, but it need not linger either. */
-        explicit_bzero(cfg->ingress_credentials[i].hash,
-                       strlen(cfg->ingress_credentials[i].hash));
-        free(cfg->ingress_credentials[i].hash);
-    }
-    free(cfg->ingress_credentials);
+    config_free_credentials(cfg->ingress_credentials,
+                            cfg->ningress_credentials);
     free(cfg->ingress_proxy_networks);
     free(cfg->deliver_dsn_from);
     free(cfg->deliver_http_listen);

@@ -132,6 +132,12 @@ const struct region *config_region(const struct config *cfg,
                                    const char *name);
 bool config_serves_region(const struct config *cfg, const char *name);
 
+/*
+ * Reads ingress.credentials_file again, for SIGHUP. On failure the old
+ * credentials stay and err contains the reason.
+ */
+int config_reload_credentials(struct config *cfg, char *err, size_t errlen);
+
 /* Finds the credential of an AUTH user name (case-sensitive), or NULL. */
 const struct credential *config_credential(const struct config *cfg,
                                            const char *user);

@@ -59,8 +59,15 @@ static int main_hash_password(void);
 static int main_check_config(const struct config *cfg, char *err,
                              size_t errlen);
 static int main_check_durability(const struct config *cfg);
+/* What SIGHUP loads again. */
+struct main_reload {
+    struct smtp_tls *tls;       /* NULL without TLS */
+    struct config   *cfg;
+};
+
 static int main_add_signals(struct event_base *base, struct smtp_server *srv,
-                            struct smtp_tls *tls, struct event *events[3]);
+                            struct main_reload *reload,
+                            struct event *events[3]);
 static void main_on_stop_signal(evutil_socket_t sig, short what, void *arg);
 static void main_on_hangup(evutil_socket_t sig, short what, void *arg);
 static void main_on_status(evutil_socket_t fd, short what, void *arg);
@@ -81,6 +88,7 @@ main(int argc, char **argv)
     struct main_status    status = { NULL, NULL, NULL };
     struct event         *status_timer = NULL;
     struct timeval        status_every = { MAIN_STATUS_S, 0 };
+    struct main_reload    reload;
     enum log_level        level = LOG_LEVEL_INFO;
     char                  err[1024];
     char                  quoted[1100];
@@ -171,7 +179,9 @@ main(int argc, char **argv)
     main_on_status(-1, 0, &status);
 
     /* Signals. */
-    if (main_add_signals(base, srv, tls, signals) == -1) {
+    reload.tls = tls;
+    reload.cfg = cfg;
+    if (main_add_signals(base, srv, &reload, signals) == -1) {
         log_error(NULL, "startup-failed", "error=\"cannot register signal "
                   "events\"");
         goto out;
@@ -372,15 +382,15 @@ main_check_durability(const struct config *cfg)
 
 /*
  * Makes SIGTERM and SIGINT drain and stop, and SIGHUP load the TLS
- * certificate and key again.
+ * certificate and key and the AUTH credentials again.
  */
 static int
 main_add_signals(struct event_base *base, struct smtp_server *srv,
-                 struct smtp_tls *tls, struct event *events[3])
+                 struct main_reload *reload, struct event *events[3])
 {
     events[0] = evsignal_new(base, SIGTERM, main_on_stop_signal, srv);
     events[1] = evsignal_new(base, SIGINT, main_on_stop_signal, srv);
-    events[2] = evsignal_new(base, SIGHUP, main_on_hangup, tls);
+    events[2] = evsignal_new(base, SIGHUP, main_on_hangup, reload);
     for (int i = 0; i < 3; i++)
         if (events[i] == NULL || evsignal_add(events[i], NULL) == -1)
             return -1;
@@ -401,9 +411,10 @@ main_on_stop_signal(evutil_socket_t sig, short what, void *arg)
 static void
 main_on_hangup(evutil_socket_t sig, short what, void *arg)
 {
-    struct smtp_tls *tls = arg;
-    char             err[1024];
-    char             quoted[1100];
+    struct main_reload *reload = arg;
+    struct smtp_tls    *tls = reload->tls;
+    char                err[1024];
+    char                quoted[1100];
 
     /* TODO: reload the rest of the configuration. Until then it stays. */
     if (tls == NULL) {
@@ -418,6 +429,17 @@ main_on_hangup(evutil_socket_t sig, short what, void *arg)
                   log_quote(quoted, sizeof(quoted), err));
     else
         log_info(NULL, "tls-reloaded", "signal=SIGHUP");
+
+    /* Credentials need TLS, so they are only present with it. */
+    if (reload->cfg->ingress_credentials_file[0] != '\0') {
+        if (config_reload_credentials(reload->cfg, err, sizeof(err)) == -1)
+            log_error(NULL, "credentials-reload-failed", "error=%s "
+                      "action=kept-old",
+                      log_quote(quoted, sizeof(quoted), err));
+        else
+            log_info(NULL, "credentials-reloaded", "signal=SIGHUP "
+                     "users=%zu", reload->cfg->ningress_credentials);
+    }
     sdnotify_ready();
 }
 

@@ -10,6 +10,7 @@ written, and the log must never contain a password.
 
 import base64
 import os
+import signal
 import smtplib
 import subprocess
 import time
@@ -197,12 +198,49 @@ def test_failures_end_session(auth_stack):
         assert code == 421, text
 
 
+def test_sighup_reloads_credentials(auth_stack):
+    with open(auth_stack.credentials_path) as f:
+        original = f.read()
+    with open(auth_stack.credentials_path, "a") as f:
+        f.write("erin initech %s\n" % hash_password("erin-password-5"))
+    pid = auth_stack.processes["ingress"][0].pid
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while True:
+        result = swaks(auth_stack, "--from", "erin@initech.example",
+                       "--auth", "PLAIN", "--auth-user", "erin",
+                       "--auth-password", "erin-password-5")
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # An invalid file is not loaded: the users before it still work.
+    with open(auth_stack.credentials_path, "w") as f:
+        f.write("frank nowhere $6$s$h\n")
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while True:
+        with open(auth_stack.log_path("ingress")) as f:
+            if "credentials-reload-failed" in f.read():
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    result = swaks(auth_stack, "--from", "erin@initech.example",
+                   "--auth", "PLAIN", "--auth-user", "erin",
+                   "--auth-password", "erin-password-5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(auth_stack.credentials_path, "w") as f:
+        f.write(original)
+
+
 def test_log_never_contains_password(auth_stack):
     with open(auth_stack.log_path("ingress"), "rb") as f:
         log = f.read()
     assert b"mechanism=PLAIN" in log
     assert b"auth-failed" in log
-    for secret in [PASSWORD, WRONG_PASSWORD, ACME_PASSWORD]:
+    for secret in [PASSWORD, WRONG_PASSWORD, ACME_PASSWORD,
+                   "erin-password-5"]:
         assert secret.encode() not in log
         for prefix in ["", "\0%s\0" % USER, "\0%s\0" % ACME_USER]:
             encoded = base64.b64encode((prefix + secret).encode())

@@ -350,6 +350,46 @@ credentials_file_errors(void **state)
 
 
 static void
+credentials_reload_keeps_old_on_error(void **state)
+{
+    char          *cred_path = write_temp("alice acme $6$s$h\n");
+    char           text[2048];
+    char           err[512] = "";
+    struct config *cfg;
+    FILE          *f;
+
+    (void)state;
+    snprintf(text, sizeof(text), "%singress:\n"
+             "  tls_certificate: c.pem\n  tls_key: k.pem\n"
+             "  credentials_file: %s\n", base_yaml, cred_path);
+    cfg = load_text(text, err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("%s", err);
+
+    f = fopen(cred_path, "w");
+    fputs("alice acme $6$s$h\nbob acme $y$j9T$s$h\n", f);
+    fclose(f);
+    assert_int_equal(config_reload_credentials(cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->ningress_credentials, 2);
+    assert_non_null(config_credential(cfg, "bob"));
+
+    f = fopen(cred_path, "w");
+    fputs("carol nowhere $6$s$h\n", f);
+    fclose(f);
+    assert_int_equal(config_reload_credentials(cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "organization 'nowhere' is not listed"));
+    assert_int_equal(cfg->ningress_credentials, 2);
+    assert_non_null(config_credential(cfg, "alice"));
+    assert_non_null(config_credential(cfg, "bob"));
+    assert_null(config_credential(cfg, "carol"));
+
+    config_free(cfg);
+    unlink(cred_path);
+    free(cred_path);
+}
+
+
+static void
 credentials_file_needs_tls(void **state)
 {
     char           text[2048];
@@ -486,6 +526,7 @@ main(void)
         cmocka_unit_test(credentials_file_loads),
         cmocka_unit_test(credentials_file_errors),
         cmocka_unit_test(credentials_file_needs_tls),
+        cmocka_unit_test(credentials_reload_keeps_old_on_error),
         cmocka_unit_test(org_topic_by_mode),
         cmocka_unit_test(cidr_matches),
         cmocka_unit_test(cidr_rejects_garbage),
