@@ -265,7 +265,10 @@ asan:
 # `make test` runs only ASAN_E2E_QUICK, which takes about 2 minutes with
 # the sanitizer build on a loaded 2-CPU machine.
 ASAN_LOGS      ?= $(ASAN_BUILD)/sanitizer-logs
-ASAN_E2E       ?= $(wildcard tests/e2e/test_ingress_*.py) \
+# test_ingress_chunking.py is left out: it checks the daemon's memory
+# use, which ASan's shadow memory and quarantine inflate several times.
+ASAN_E2E       ?= $(filter-out %/test_ingress_chunking.py, \
+                      $(wildcard tests/e2e/test_ingress_*.py)) \
                   tests/e2e/test_pipeline.py
 ASAN_E2E_QUICK ?= tests/e2e/test_ingress_proxy.py
 
