@@ -1,13 +1,16 @@
 #include "ses.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "awscred.h"
 #include "log.h"
@@ -58,6 +61,9 @@ struct ses_client {
     long                   max_in_flight;
     ses_done_fn           *done;
     CURLM                 *multi;
+    int                    epoll_fd;        /* libcurl's sockets, wake fd */
+    int                    wake_fd;         /* in epoll_fd, or -1 */
+    int64_t                timer_at_ms;     /* libcurl's timeout, or -1 */
     struct ses_request    *requests;
     size_t                 in_flight;
     int64_t                clock_offset_ms;
@@ -92,6 +98,10 @@ static int ses_text_in(const char *message, const char *const *texts);
 static struct curl_slist *ses_slist_add(struct curl_slist *list,
                                         const char *name,
                                         const char *value);
+static int ses_on_socket(CURL *easy, curl_socket_t fd, int what,
+                         void *userp, void *socketp);
+static int ses_on_timer(CURLM *multi, long timeout_ms, void *userp);
+static int ses_client_set_wake(struct ses_client *client, int wake_fd);
 
 static const char *const ses_result_names[] = {
     "ok", "throttled", "retry", "region_down", "local_fault", "rejected"
@@ -428,6 +438,7 @@ ses_client_new(const struct ses_client_options *opts, char *err,
     }
 
     client = xcalloc(1, sizeof(*client));
+    client->epoll_fd = -1;
     client->region = xstrdup(opts->region);
     client->endpoint = xstrdup(opts->endpoint);
     client->timeout_ms = opts->timeout_ms;
@@ -451,6 +462,24 @@ ses_client_new(const struct ses_client_options *opts, char *err,
         snprintf(err, errlen, "libcurl failed to create a multi handle");
         goto fail;
     }
+
+    /*
+     * libcurl tells which sockets to watch and when its next timeout is
+     * due; ses_client_run() waits on them with epoll and hands libcurl
+     * only the sockets that are ready. curl_multi_perform() instead
+     * checks every transfer on every call, which costs a poll() per
+     * request in flight each time the worker's loop turns.
+     */
+    client->timer_at_ms = -1;
+    client->wake_fd = -1;
+    if ((client->epoll_fd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+        snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
+        goto fail;
+    }
+    curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, ses_on_socket);
+    curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
+    curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, ses_on_timer);
+    curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
     /* One connection per request in flight, all kept alive. */
     curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       client->max_in_flight);
@@ -478,6 +507,8 @@ ses_client_free(struct ses_client *client)
     }
     if (client->multi != NULL)
         curl_multi_cleanup(client->multi);
+    if (client->epoll_fd >= 0)
+        close(client->epoll_fd);
     ses_credentials_fini(&client->creds);
     free(client->region);
     free(client->endpoint);
@@ -687,18 +718,118 @@ ses_client_cancel(struct ses_client *client, void *opaque)
 }
 
 
+/*
+ * libcurl's socket callback: watch fd for what libcurl waits for. The
+ * socket's data pointer marks whether it is in the epoll set already.
+ */
+static int
+ses_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
+              void *socketp)
+{
+    struct ses_client *client = userp;
+    struct epoll_event ev = { 0 };
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        /* The socket may be closed already, which removed it anyway. */
+        epoll_ctl(client->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+        curl_multi_assign(client->multi, fd, NULL);
+        return 0;
+    }
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) |
+                (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    ev.data.fd = fd;
+    if (epoll_ctl(client->epoll_fd,
+                  socketp != NULL ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd,
+                  &ev) == -1 &&
+        epoll_ctl(client->epoll_fd,
+                  socketp != NULL ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd,
+                  &ev) == -1) {
+        log_warn(NULL, "epoll-failed", "region=%s fd=%d error=\"%s\"",
+                 client->region, (int)fd, strerror(errno));
+        return -1;
+    }
+    curl_multi_assign(client->multi, fd, client);
+    return 0;
+}
+
+
+/* libcurl's timer callback: when it next wants to be called anyway. */
+static int
+ses_on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct ses_client *client = userp;
+
+    (void)multi;
+    client->timer_at_ms = timeout_ms < 0 ? -1
+                                         : util_monotonic_ms() + timeout_ms;
+    return 0;
+}
+
+
+/*
+ * Puts wake_fd in the epoll set in place of the previous one; -1 takes
+ * it out, so a readable wake fd does not end every wait while the caller
+ * does not want it to.
+ */
+static int
+ses_client_set_wake(struct ses_client *client, int wake_fd)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = wake_fd };
+
+    if (wake_fd == client->wake_fd)
+        return 0;
+    if (client->wake_fd >= 0)
+        epoll_ctl(client->epoll_fd, EPOLL_CTL_DEL, client->wake_fd, NULL);
+    client->wake_fd = -1;
+    if (wake_fd >= 0 &&
+        epoll_ctl(client->epoll_fd, EPOLL_CTL_ADD, wake_fd, &ev) == -1)
+        return -1;
+    client->wake_fd = wake_fd;
+    return 0;
+}
+
+
 int
 ses_client_run(struct ses_client *client, int wake_fd, int timeout_ms)
 {
-    struct curl_waitfd wake = { wake_fd, CURL_WAIT_POLLIN, 0 };
+    struct epoll_event events[64];
     CURLMsg           *msg;
-    int                running, left;
+    int64_t            now = util_monotonic_ms();
+    int                running, left, n;
 
-    if (curl_multi_poll(client->multi, wake_fd >= 0 ? &wake : NULL,
-                        wake_fd >= 0 ? 1 : 0, timeout_ms, NULL) != CURLM_OK)
+    if (ses_client_set_wake(client, wake_fd) == -1)
         return -1;
-    if (curl_multi_perform(client->multi, &running) != CURLM_OK)
+    if (client->timer_at_ms >= 0 && client->timer_at_ms - now < timeout_ms)
+        timeout_ms = client->timer_at_ms <= now
+                         ? 0 : (int)(client->timer_at_ms - now);
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    n = epoll_wait(client->epoll_fd, events, 64, timeout_ms);
+    if (n == -1 && errno != EINTR)
         return -1;
+    for (int i = 0; i < n; i++) {
+        int mask = 0;
+
+        if (events[i].data.fd == client->wake_fd)
+            continue;           /* the caller reads it */
+        if (events[i].events & (EPOLLIN | EPOLLHUP))
+            mask |= CURL_CSELECT_IN;
+        if (events[i].events & EPOLLOUT)
+            mask |= CURL_CSELECT_OUT;
+        if (events[i].events & EPOLLERR)
+            mask |= CURL_CSELECT_ERR;
+        if (curl_multi_socket_action(client->multi, events[i].data.fd, mask,
+                                     &running) != CURLM_OK)
+            return -1;
+    }
+    if (client->timer_at_ms >= 0 &&
+        util_monotonic_ms() >= client->timer_at_ms) {
+        client->timer_at_ms = -1;
+        if (curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0,
+                                     &running) != CURLM_OK)
+            return -1;
+    }
 
     while ((msg = curl_multi_info_read(client->multi, &left)) != NULL) {
         struct ses_request *req = NULL;
