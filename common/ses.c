@@ -664,7 +664,8 @@ ses_client_start(struct ses_client *client, const char *method,
     curl_easy_setopt(req->easy, CURLOPT_PRIVATE, req);
     curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->headers);
     curl_easy_setopt(req->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, client->timeout_ms);
+    curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS,
+                     ses_request_timeout_ms(client->timeout_ms, body_len));
     curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS,
                      client->timeout_ms < 10000 ? client->timeout_ms
                                                 : 10000L);
@@ -787,6 +788,14 @@ ses_client_set_wake(struct ses_client *client, int wake_fd)
         return -1;
     client->wake_fd = wake_fd;
     return 0;
+}
+
+
+long
+ses_request_timeout_ms(long timeout_ms, size_t body_len)
+{
+    return timeout_ms +
+           (long)(body_len / (SES_MIN_UPLOAD_BYTES_PER_S / 1000));
 }
 
 

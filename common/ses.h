@@ -74,7 +74,8 @@ struct ses_client_options {
     const char                   *region;
     const char                   *endpoint;     /* base URL */
     const struct ses_credentials *creds;
-    long                          timeout_ms;   /* whole request */
+    long                          timeout_ms;   /* for the answer; see
+                                                   ses_request_timeout_ms */
     long                          max_in_flight;
     ses_done_fn                  *done;
 };
@@ -137,6 +138,22 @@ void ses_client_cancel(struct ses_client *client, void *opaque);
  * the requests that ended. Returns 0, or -1 when libcurl failed.
  */
 int ses_client_run(struct ses_client *client, int wake_fd, int timeout_ms);
+
+/*
+ * The slowest upload a request is given time for: 512 KiB/s, so that a
+ * message of 31 MB, the largest SES takes, has about a minute on top of
+ * the time for the answer.
+ */
+#define SES_MIN_UPLOAD_BYTES_PER_S (512 * 1024)
+
+/*
+ * Returns the limit for a whole request with a body of body_len bytes:
+ * timeout_ms for SES's answer plus the time the body takes at
+ * SES_MIN_UPLOAD_BYTES_PER_S. A limit that counted only timeout_ms would
+ * cut large messages off while SES still accepts them, and every retry
+ * would deliver another copy.
+ */
+long ses_request_timeout_ms(long timeout_ms, size_t body_len);
 
 size_t ses_client_in_flight(const struct ses_client *client);
 

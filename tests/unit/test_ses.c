@@ -637,6 +637,22 @@ client_follows_server_date(void **state)
 
 
 /*
+ * A large message gets time for its upload on top of the time for the
+ * answer: at 512 KiB/s, 10 MiB take 20 s more.
+ */
+static void
+request_timeout_grows_with_body(void **state)
+{
+    (void)state;
+    assert_int_equal(ses_request_timeout_ms(30000, 0), 30000);
+    assert_int_equal(ses_request_timeout_ms(3000, 1000), 3001);
+    assert_true(ses_request_timeout_ms(3000, 10 * 1024 * 1024) >= 22900);
+    assert_true(ses_request_timeout_ms(3000, 10 * 1024 * 1024) <= 23100);
+    assert_true(ses_request_timeout_ms(30000, 31457280) >= 89000);
+}
+
+
+/*
  * A Date header two seconds behind is measured and reported but, being
  * under a minute, leaves the signing clock alone.
  */
@@ -842,6 +858,7 @@ main(void)
         cmocka_unit_test(client_503_is_retry),
         cmocka_unit_test(client_follows_server_date),
         cmocka_unit_test(client_measures_small_offset),
+        cmocka_unit_test(request_timeout_grows_with_body),
         cmocka_unit_test(client_get_account_request),
         cmocka_unit_test(client_get_email_identity_request),
         cmocka_unit_test(client_refused_is_retry),
