@@ -90,11 +90,26 @@ deliver_check(const struct config *cfg, const char *region, int takeover,
 {
     rd_kafka_conf_t *conf;
 
+    if (takeover && config_region(cfg,
+                                  cfg->controller_secondary_region) == NULL) {
+        snprintf(err, errlen, "%s: key 'controller.secondary_region': "
+                 "region '%s' is not listed under 'regions'", cfg->path,
+                 cfg->controller_secondary_region);
+        return -1;
+    }
     if (region == NULL || region[0] == '\0')
         region = deliver_default_region(cfg, takeover);
     if (region == NULL || region[0] == '\0') {
         snprintf(err, errlen, "%s: key 'deliver.region' is missing; set it "
                  "or pass --region", cfg->path);
+        return -1;
+    }
+    if (!takeover &&
+        strcmp(region, cfg->controller_secondary_region) == 0) {
+        snprintf(err, errlen, "%s: region '%s' is the secondary region (key "
+                 "'controller.secondary_region') and has no topics of its "
+                 "own; run ferry-deliver --takeover there", cfg->path,
+                 region);
         return -1;
     }
     if (config_region(cfg, region) == NULL) {

@@ -162,6 +162,32 @@ ctl_failover_parse(int argc, char **argv, struct ctl_failover_args *args,
 }
 
 
+/*
+ * With a configuration, --region must name one of its primary regions: a
+ * command for any other region would be written and then ignored by the
+ * controller, which looks like a failover on its way.
+ */
+static int
+failover_check_region(const struct config *cfg, const char *region,
+                      char *err, size_t errlen)
+{
+    size_t used;
+
+    if (config_region(cfg, region) != NULL &&
+        strcmp(region, cfg->controller_secondary_region) != 0)
+        return 0;
+    used = (size_t)snprintf(err, errlen, "region '%s' is not a primary "
+                            "region of %s; primary regions:", region,
+                            cfg->path);
+    for (size_t i = 0; i < cfg->nregions && used < errlen; i++)
+        if (strcmp(cfg->regions[i].name,
+                   cfg->controller_secondary_region) != 0)
+            used += (size_t)snprintf(err + used, errlen - used, " %s",
+                                     cfg->regions[i].name);
+    return -1;
+}
+
+
 int
 ctl_failover_main(int argc, char **argv)
 {
@@ -178,6 +204,9 @@ ctl_failover_main(int argc, char **argv)
     }
     if (ctl_init(&ctl, "failover", args.config_path, args.bootstrap, err,
                  sizeof(err)) == -1)
+        ctl_usage_error("failover", "%s", err);
+    if (args.region != NULL && ctl.cfg != NULL &&
+        failover_check_region(ctl.cfg, args.region, err, sizeof(err)) == -1)
         ctl_usage_error("failover", "%s", err);
 
     if (args.action == CTL_FAILOVER_STATUS)

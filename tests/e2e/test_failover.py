@@ -187,6 +187,19 @@ def test_force_failback_and_release(fstack):
 def test_status_of_one_region(fstack):
     rows = status_rows(fstack)
     assert REGION in rows
-    result = failover(fstack, "status", "--region", SECONDARY)
+    result = failover(fstack, "status", "--region", "eu-west-1")
     assert result.returncode == 0, result.stderr
-    assert "no state records in ferry.control for us-west-2" in result.stdout
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["eu-west-1"]
+
+
+def test_region_not_primary_is_usage_error(fstack):
+    """A command for a region the controller does not fail over would be
+    written and then ignored; ferryctl refuses it instead."""
+    for region in ("nowhere", SECONDARY, "us-east1"):
+        result = failover(fstack, "force", "--region", region)
+        assert result.returncode == 64, result.stderr
+        assert ("region '%s' is not a primary region of %s; primary "
+                "regions: us-east-1 eu-west-1" % (region, fstack.config_path)
+                in result.stderr)
+        assert result.stdout == ""

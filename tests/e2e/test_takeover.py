@@ -156,6 +156,30 @@ def test_takeover_usage_errors(tstack):
                             text=True, timeout=30)
     assert result.returncode == 0, result.stderr
 
+    # The secondary region has no primary workers.
+    result = subprocess.run([binary, "-c", tstack.config_path, "--region",
+                             SECONDARY, "--check-config"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 78
+    assert ("region 'us-west-2' is the secondary region (key "
+            "'controller.secondary_region')" in result.stderr)
+
+    # A secondary region missing from `regions` is named by its key.
+    bad = os.path.join(tstack.state_dir, "bad-secondary.yaml")
+    with open(tstack.config_path) as f:
+        text = f.read()
+    with open(bad, "w") as f:
+        f.write(text.replace("  probe_interval_ms: 300\n",
+                             "  probe_interval_ms: 300\n"
+                             "  secondary_region: us-west-9\n"))
+    result = subprocess.run([binary, "-c", bad, "--takeover",
+                             "--check-config"], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 78
+    assert ("key 'controller.secondary_region': region 'us-west-9' is not "
+            "listed under 'regions'" in result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1
+
 
 def test_forced_failover_delivers_through_us_west(tstack):
     takeover_start = log_size(tstack, "takeover")
