@@ -95,10 +95,12 @@ follow_start(struct deliver *d, int64_t wait_ms, char *err, size_t errlen)
         at_end = follow_take(d, msg);
         rd_kafka_message_destroy(msg);
     }
+    f->loaded = at_end;
     if (!at_end)
         log_warn(NULL, "control-unread", "topic=%s reason=\"end not "
-                 "reached in %lld ms\" effect=\"starting from the states "
-                 "read so far\"", CONTROL_TOPIC, (long long)wait_ms);
+                 "reached in %lld ms\" effect=\"no multi-region topic is "
+                 "consumed until it is\"", CONTROL_TOPIC,
+                 (long long)wait_ms);
     for (size_t i = 0; i < f->nregions; i++)
         log_info(NULL, "control-loaded", "region=%s state=%s epoch=%llu",
                  f->regions[i].name,
@@ -125,7 +127,11 @@ follow_poll(struct deliver *d)
 
         if (msg == NULL)
             break;
-        follow_take(d, msg);
+        if (follow_take(d, msg) && !f->loaded) {
+            f->loaded = 1;
+            log_info(NULL, "control-loaded", "topic=%s reason=\"end "
+                     "reached\"", CONTROL_TOPIC);
+        }
         rd_kafka_message_destroy(msg);
     }
     follow_apply(d);
@@ -136,7 +142,7 @@ int
 follow_wants(const struct follow *f, const struct deliver_source *src)
 {
     return !src->follows ||
-           follow_state(f, src->owner) == src->consume_state;
+           (f->loaded && follow_state(f, src->owner) == src->consume_state);
 }
 
 

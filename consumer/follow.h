@@ -6,7 +6,9 @@
  * offset, never subscribes or commits there, and reads it to the end
  * before it joins any mail group. It acts only on a state record of a
  * followed region whose epoch is above the last one it acted on, and
- * counts a region without a record as PRIMARY.
+ * counts a region without a record as PRIMARY. Until it has read the
+ * partition to its end once, it consumes no following source at all:
+ * the state it has not read yet may be SECONDARY.
  *
  * A source that follows a region is consumed only in one state of it: a
  * primary worker's mail.R in PRIMARY, a takeover worker's mail.P in
@@ -37,6 +39,7 @@ struct follow {
     rd_kafka_t           *rk;       /* assigned consumer of ferry.control */
     struct follow_region *regions;  /* the owners of following sources */
     size_t                nregions;
+    int                   loaded;   /* read to the end once */
 };
 
 /*
