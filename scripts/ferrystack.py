@@ -74,8 +74,9 @@ class Stack:
 
     def __init__(self, state_dir, base_port=19092, ack_timeout_ms=30000,
                  log=print, deliver_settings=None, extra_config="",
-                 http=False):
-        """deliver_settings overrides keys of the deliver section;
+                 http=False, ingress_settings=None):
+        """deliver_settings overrides keys of the deliver section and
+        ingress_settings adds keys to the ingress section;
         extra_config is YAML text appended to the configuration, for
         sections the stack does not write itself (with http=True, not
         the controller section)."""
@@ -87,6 +88,7 @@ class Stack:
             "request_timeout_ms": 10000,
         }
         self.deliver_settings.update(deliver_settings or {})
+        self.ingress_settings = dict(ingress_settings or {})
         self.extra_config = extra_config
         self.base_port = base_port
         self.kafka_port = base_port
@@ -147,6 +149,7 @@ class Stack:
             "  ack_timeout_ms: %d" % self.ack_timeout_ms,
             "  durability: relaxed",
         ]
+        lines += ["  %s: %s" % item for item in self.ingress_settings.items()]
         if self.http:
             lines += [
                 "  http_listen: 127.0.0.1:%d" % self.http_ports["ingress"],
