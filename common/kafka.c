@@ -48,3 +48,33 @@ kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
     }
     return 0;
 }
+
+
+rd_kafka_t *
+kafka_reader_new(rd_kafka_conf_t *conf, const char *group, char *err,
+                 size_t errlen)
+{
+    rd_kafka_t *rk;
+    char        why[256];
+
+    if (kafka_conf_set(conf, "group.id", group, err, errlen) == -1 ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", err,
+                       errlen) == -1 ||
+        kafka_conf_set(conf, "enable.auto.offset.store", "false", err,
+                       errlen) == -1 ||
+        kafka_conf_set(conf, "enable.partition.eof", "true", err,
+                       errlen) == -1) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+
+    /* On success rd_kafka_new() owns conf. */
+    if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why,
+                           sizeof(why))) == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "cannot create the Kafka consumer: %s", why);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}

@@ -27,7 +27,7 @@ follow_start(struct deliver *d, int64_t wait_ms, char *err, size_t errlen)
     rd_kafka_topic_partition_list_t *parts;
     rd_kafka_queue_t                *q;
     rd_kafka_resp_err_t              kerr;
-    char                             group[128], errstr[512];
+    char                             group[128];
     int64_t                          deadline;
     int                              at_end = 0;
 
@@ -46,33 +46,11 @@ follow_start(struct deliver *d, int64_t wait_ms, char *err, size_t errlen)
         f->nregions++;
     }
 
-    /*
-     * librdkafka 2.0.2 needs a group.id for rd_kafka_consumer_poll(). The
-     * consumer is only assign()ed and never commits, so the broker never
-     * records this group.
-     */
     snprintf(group, sizeof(group), "ferry-deliver.%s.control.%ld",
              d->region, (long)getpid());
-    if ((conf = kafka_conf_new(d->cfg, err, errlen)) == NULL)
+    if ((conf = kafka_conf_new(d->cfg, err, errlen)) == NULL ||
+        (f->rk = kafka_reader_new(conf, group, err, errlen)) == NULL)
         return -1;
-    if (kafka_conf_set(conf, "group.id", group, err, errlen) == -1 ||
-        kafka_conf_set(conf, "enable.auto.commit", "false", err,
-                       errlen) == -1 ||
-        kafka_conf_set(conf, "enable.auto.offset.store", "false", err,
-                       errlen) == -1 ||
-        kafka_conf_set(conf, "enable.partition.eof", "true", err,
-                       errlen) == -1) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    f->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-    if (f->rk == NULL) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "cannot create the Kafka consumer of %s: %s",
-                 CONTROL_TOPIC, errstr);
-        return -1;
-    }
-    rd_kafka_poll_set_consumer(f->rk);
 
     parts = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(parts, CONTROL_TOPIC, 0)->offset =

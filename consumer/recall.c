@@ -106,41 +106,18 @@ out:
 }
 
 
-/*
- * An assign-only consumer. librdkafka 2.0.2 needs a group.id for
- * rd_kafka_consumer_poll(); nothing is ever committed for it, so the
- * broker never records the group.
- */
+/* A consumer that reads ferry.delivered from chosen offsets. */
 static rd_kafka_t *
 recall_new_consumer(struct deliver *d, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf;
-    rd_kafka_t      *rk;
-    char             group[128], errstr[256];
+    char             group[128];
 
     snprintf(group, sizeof(group), "ferry-deliver.%s.recall.%ld", d->region,
              (long)getpid());
     if ((conf = kafka_conf_new(d->cfg, err, errlen)) == NULL)
         return NULL;
-    if (kafka_conf_set(conf, "group.id", group, err, errlen) == -1 ||
-        kafka_conf_set(conf, "enable.auto.commit", "false", err,
-                       errlen) == -1 ||
-        kafka_conf_set(conf, "enable.auto.offset.store", "false", err,
-                       errlen) == -1 ||
-        kafka_conf_set(conf, "enable.partition.eof", "true", err,
-                       errlen) == -1) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,
-                           sizeof(errstr))) == NULL) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "cannot create a consumer of %s: %s",
-                 DELIVERED_TOPIC, errstr);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
-    return rk;
+    return kafka_reader_new(conf, group, err, errlen);
 }
 
 

@@ -85,33 +85,13 @@ rd_kafka_t *
 ctl_consumer_new(const struct ctl *ctl, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = ctl_conf_new(ctl, err, errlen);
-    rd_kafka_t      *rk;
-    char             group[64], why[512];
+    char             group[64];
 
     if (conf == NULL)
         return NULL;
     snprintf(group, sizeof(group), "ferryctl.%s.%ld", ctl->command,
              (long)getpid());
-    if (kafka_conf_set(conf, "group.id", group, err, errlen) == -1 ||
-        kafka_conf_set(conf, "enable.auto.commit", "false", err,
-                       errlen) == -1 ||
-        kafka_conf_set(conf, "enable.auto.offset.store", "false", err,
-                       errlen) == -1 ||
-        kafka_conf_set(conf, "enable.partition.eof", "true", err,
-                       errlen) == -1) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-
-    /* On success rd_kafka_new() owns conf. */
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
-    if (rk == NULL) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "cannot create the Kafka consumer: %s", why);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
-    return rk;
+    return kafka_reader_new(conf, group, err, errlen);
 }
 
 
