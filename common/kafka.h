@@ -26,12 +26,13 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *name,
 
 /*
  * Creates a consumer that is only ever assign()ed and never commits, for
- * reading partitions from offsets of the caller's choice; the end of a
- * partition comes as an RD_KAFKA_RESP_ERR__PARTITION_EOF message.
+ * reading partitions from offsets of the caller's choice. The end of a
+ * partition arrives as an RD_KAFKA_RESP_ERR__PARTITION_EOF message.
+ *
  * librdkafka 2.0.2 needs a group.id for rd_kafka_consumer_poll(), so the
- * consumer gets group, which should name the process; nothing is ever
- * committed for it, so the broker never records the group. Takes conf,
- * also when it fails, and then returns NULL and fills err.
+ * consumer is given group, which should name the process. Nothing is
+ * committed for it, so the broker never records the group. Takes
+ * ownership of conf, also on failure, when it returns NULL and fills err.
  */
 rd_kafka_t *kafka_reader_new(rd_kafka_conf_t *conf, const char *group,
                              char *err, size_t errlen);

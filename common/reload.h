@@ -20,8 +20,8 @@
 #include <stddef.h>
 
 /*
- * Starts the thread that answers SIGHUP for the daemon named daemon
- * reading path. Returns -1 and fills err when it cannot.
+ * Starts the thread that handles SIGHUP for the daemon named daemon, which
+ * reads path. Returns -1 and fills err when the thread cannot start.
  */
 int reload_watch_start(const char *path, const char *daemon, char *err,
                        size_t errlen);

@@ -464,8 +464,8 @@ ses_client_new(const struct ses_client_options *opts, char *err,
     }
 
     /*
-     * libcurl tells which sockets to watch and when its next timeout is
-     * due; ses_client_run() waits on them with epoll and hands libcurl
+     * libcurl reports which sockets to watch and when its next timeout
+     * is due. ses_client_run() waits on them with epoll and passes libcurl
      * only the sockets that are ready. curl_multi_perform() instead
      * checks every transfer on every call, which costs a poll() per
      * request in flight each time the worker's loop turns.
@@ -1008,7 +1008,7 @@ ses_client_refresh_credentials(struct ses_client *client)
  * SES_CLOCK_SKEW_MIN_MS, and back once they agree again.
  *
  * It also keeps an estimate of the difference for reports. A Date header
- * names the second in which SES answered, so one sample is off by up to
+ * names the second in which SES responded, so one sample is off by up to
  * a second; taking the middle of that second and a moving average over
  * the last 16 or so samples leaves an error of well under a second once
  * the answers come at different phases of the second. A sample more than

@@ -142,13 +142,13 @@ int ses_client_run(struct ses_client *client, int wake_fd, int timeout_ms);
 /*
  * The slowest upload a request is given time for: 512 KiB/s, so that a
  * message of 31 MB, the largest SES takes, has about a minute on top of
- * the time for the answer.
+ * the time for the response.
  */
 #define SES_MIN_UPLOAD_BYTES_PER_S (512 * 1024)
 
 /*
  * Returns the limit for a whole request with a body of body_len bytes:
- * timeout_ms for SES's answer plus the time the body takes at
+ * timeout_ms for SES's response plus the time the body takes at
  * SES_MIN_UPLOAD_BYTES_PER_S. A limit that counted only timeout_ms would
  * cut large messages off while SES still accepts them, and every retry
  * would deliver another copy.

@@ -251,9 +251,9 @@ deliver_new_producer(struct deliver *d, char *err, size_t errlen)
 
 
 /*
- * Names the topics and groups. A primary worker of R reads mail.R in
- * PRIMARY and mail.R.pinned always; a takeover worker reads mail.P of
- * every other region P in P's SECONDARY state.
+ * Names the topics and groups. A primary worker of R reads mail.R while R
+ * is PRIMARY and mail.R.pinned always. A takeover worker reads mail.P of
+ * every other region P while P is SECONDARY.
  */
 static void
 deliver_plan_sources(struct deliver *d)

@@ -541,8 +541,8 @@ def test_replay_dead_letter_delivered_once(stack):
 
 
 def test_replay_after_outage_delivers_each_once(stack):
-    """SES refuses 5 of 12 messages for good as they pass, as during an
-    outage that answered MessageRejected. Replaying the dead topic's
+    """SES rejects 5 of 12 messages for good as they pass, as during an
+    outage that returned MessageRejected. Replaying the dead topic's
     window delivers those 5 once each; replaying the mail topic's window
     afterwards sends none of the 12 again."""
     ses_control(stack, "POST", "/_ferry/faults",

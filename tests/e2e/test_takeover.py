@@ -7,9 +7,9 @@ ledger, mail of pinned organizations must stay in its home region and
 wait there, and after the failback the primary worker delivers again.
 Every accepted message is delivered exactly once over all ledgers.
 
-The outage test breaks SES us-east-1 in turn with 503 answers, requests
+The outage test breaks SES us-east-1 in turn with 503 responses, requests
 that hang until they time out, refused connections and paused sending,
-while a client keeps sending; the controller must fail over on its own
+while a client keeps sending. The controller must fail over on its own
 each time and come back after the dwell. FERRY_OUTAGE_MESSAGES sets how
 many messages it sends in all (default 800).
 """
@@ -237,8 +237,8 @@ def test_forced_failover_delivers_through_us_west(tstack):
 
 
 class Sender(threading.Thread):
-    """Sends at a steady rate, in turn for every organization, until told
-    to stop and at least `total` messages are accepted."""
+    """Sends at a steady rate, in turn for every organization, until
+    `stopping` is set and at least `total` messages are accepted."""
 
     def __init__(self, stack, total, rate):
         super().__init__(daemon=True)
@@ -428,6 +428,8 @@ def test_sighup_checks_the_file_and_keeps_running(tstack):
         wait_for_log(tstack, name, r"reload-not-applied file=\S+ferry.yaml",
                      after=starts[name])
         starts[name] = log_size(tstack, name)
+
+    # A file that no longer loads is reported with its key.
     try:
         with open(tstack.config_path, "w") as f:
             f.write(good.replace("  retry_max_ms: 5000",
@@ -441,6 +443,8 @@ def test_sighup_checks_the_file_and_keeps_running(tstack):
     finally:
         with open(tstack.config_path, "w") as f:
             f.write(good)
+
+    # Every daemon is still running and delivering.
     assert tstack.crashed() == []
     client = Client(tstack)
     try:

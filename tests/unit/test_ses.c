@@ -638,7 +638,7 @@ client_follows_server_date(void **state)
 
 /*
  * A large message gets time for its upload on top of the time for the
- * answer: at 512 KiB/s, 10 MiB take 20 s more.
+ * response: at 512 KiB/s, 10 MiB take 20 s more.
  */
 static void
 request_timeout_grows_with_body(void **state)
