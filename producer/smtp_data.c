@@ -7,6 +7,9 @@
 
 static void smtp_data_flag(struct smtp_data *d, enum smtp_data_fault fault);
 static void smtp_data_store(struct smtp_data *d, unsigned char c);
+static void smtp_data_store_run(struct smtp_data *d, const unsigned char *p,
+                                size_t count);
+static size_t smtp_data_plain_span(const unsigned char *p, size_t len);
 static void smtp_data_end_line(struct smtp_data *d);
 static void smtp_data_text(struct smtp_data *d, unsigned char c);
 static void smtp_data_after_cr(struct smtp_data *d, unsigned char c);
@@ -65,37 +68,72 @@ smtp_data_flag(struct smtp_data *d, enum smtp_data_fault fault)
 static void
 smtp_data_store(struct smtp_data *d, unsigned char c)
 {
-    struct smtp_data_segment *seg;
+    smtp_data_store_run(d, &c, 1);
+}
 
-    d->size++;
-    if (d->in_header && ++d->header_len > SMTP_DATA_HEADER_MAX)
-        smtp_data_flag(d, SMTP_DATA_FAULT_HEADER_TOO_LARGE);
+
+/*
+ * Appends count octets of unstuffed text. Octets past the size limit are
+ * counted but not kept.
+ */
+static void
+smtp_data_store_run(struct smtp_data *d, const unsigned char *p, size_t count)
+{
+    uint64_t room = d->size < d->max_size ? d->max_size - d->size : 0;
+
+    d->size += count;
+    if (d->in_header) {
+        d->header_len += count;
+        if (d->header_len > SMTP_DATA_HEADER_MAX)
+            smtp_data_flag(d, SMTP_DATA_FAULT_HEADER_TOO_LARGE);
+    }
     if (d->size > d->max_size) {
         smtp_data_flag(d, SMTP_DATA_FAULT_TOO_LARGE);
-        return;
+        count = (size_t)room;
     }
 
-    seg = d->nsegments > 0 ? &d->segments[d->nsegments - 1] : NULL;
-    if (seg == NULL || seg->len == d->segment_size) {
-        d->segments = xrealloc(d->segments,
-                               (d->nsegments + 1) * sizeof(*d->segments));
-        seg = &d->segments[d->nsegments++];
-        memset(seg, 0, sizeof(*seg));
-    }
+    while (count > 0) {
+        struct smtp_data_segment *seg;
+        size_t                    chunk;
 
-    /*
-     * A segment grows by doubling up to its full size, so a small message
-     * takes little memory and a large one is copied at most within the
-     * first segment.
-     */
-    if (seg->len == seg->cap) {
-        size_t cap = seg->cap ? seg->cap * 2 : 4096;
+        seg = d->nsegments > 0 ? &d->segments[d->nsegments - 1] : NULL;
+        if (seg == NULL || seg->len == d->segment_size) {
+            d->segments = xrealloc(d->segments, (d->nsegments + 1) *
+                                                sizeof(*d->segments));
+            seg = &d->segments[d->nsegments++];
+            memset(seg, 0, sizeof(*seg));
+        }
 
-        seg->cap = cap < d->segment_size ? cap : d->segment_size;
-        seg->buf = xrealloc(seg->buf, seg->cap);
+        /*
+         * A segment grows by doubling up to its full size, so a small
+         * message takes little memory and a large one is copied at most
+         * within the first segment.
+         */
+        if (seg->len == seg->cap) {
+            size_t cap = seg->cap ? seg->cap * 2 : 4096;
+
+            seg->cap = cap < d->segment_size ? cap : d->segment_size;
+            seg->buf = xrealloc(seg->buf, seg->cap);
+        }
+        chunk = seg->cap - seg->len < count ? seg->cap - seg->len : count;
+        memcpy(seg->buf + seg->len, p, chunk);
+        seg->len += chunk;
+        d->len += chunk;
+        p += chunk;
+        count -= chunk;
     }
-    seg->buf[seg->len++] = c;
-    d->len++;
+}
+
+
+/* Returns how many octets from p on are plain text: no CR, LF or NUL. */
+static size_t
+smtp_data_plain_span(const unsigned char *p, size_t len)
+{
+    size_t n = 0;
+
+    while (n < len && p[n] != '\r' && p[n] != '\n' && p[n] != '\0')
+        n++;
+    return n;
 }
 
 
@@ -186,9 +224,19 @@ smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t len)
                 smtp_data_after_cr(d, c);
             break;
 
-        case SMTP_DATA_TEXT:
-            smtp_data_text(d, c);
+        case SMTP_DATA_TEXT: {
+            /* Most octets are plain text, stored as one run. */
+            size_t n = smtp_data_plain_span(p + i, len - i);
+
+            if (n == 0) {
+                smtp_data_text(d, c);
+                break;
+            }
+            smtp_data_store_run(d, p + i, n);
+            d->line_len += n;
+            i += n - 1;
             break;
+        }
 
         case SMTP_DATA_CR:
             smtp_data_after_cr(d, c);
