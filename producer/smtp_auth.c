@@ -11,7 +11,6 @@
 #include "util.h"
 
 static int smtp_auth_base64_value(unsigned char c);
-static bool smtp_auth_hash_matches(const char *password, const char *hash);
 
 
 static int
@@ -107,9 +106,8 @@ smtp_auth_split_plain(const unsigned char *response, size_t len,
 }
 
 
-/* Hashes password with the setting of hash and compares in constant time. */
-static bool
-smtp_auth_hash_matches(const char *password, const char *hash)
+bool
+smtp_auth_verify(const char *password, const char *hash)
 {
     struct crypt_data *data = xcalloc(1, sizeof(*data));
     const char        *out;
@@ -124,23 +122,36 @@ smtp_auth_hash_matches(const char *password, const char *hash)
 }
 
 
+const char *
+smtp_auth_hash_for(const struct config *cfg, const char *user, bool *known)
+{
+    const struct credential *cred = config_credential(cfg, user);
+
+    *known = cred != NULL;
+    if (cred != NULL)
+        return cred->hash;
+
+    /*
+     * The first user's hash stands in, so an unknown name takes as long
+     * as a wrong password. The caller ignores the result.
+     */
+    return cfg->ningress_credentials > 0 ? cfg->ingress_credentials[0].hash
+                                         : NULL;
+}
+
+
 const struct credential *
 smtp_auth_check(const struct config *cfg, const char *user,
                 const char *password)
 {
-    const struct credential *cred = config_credential(cfg, user);
+    bool        known;
+    const char *hash = smtp_auth_hash_for(cfg, user, &known);
 
-    if (cred == NULL) {
-        /*
-         * The first user's hash is used instead, so an unknown name takes as
-         * long as a wrong password. Its result is ignored.
-         */
-        if (cfg->ningress_credentials > 0)
-            (void)smtp_auth_hash_matches(password,
-                                         cfg->ingress_credentials[0].hash);
+    if (hash == NULL)
         return NULL;
-    }
-    return smtp_auth_hash_matches(password, cred->hash) ? cred : NULL;
+    if (!smtp_auth_verify(password, hash) || !known)
+        return NULL;
+    return config_credential(cfg, user);
 }
 
 

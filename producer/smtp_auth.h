@@ -9,6 +9,7 @@
 #ifndef FERRY_SMTP_AUTH_H
 #define FERRY_SMTP_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -36,11 +37,30 @@ int smtp_auth_split_plain(const unsigned char *response, size_t len,
 /*
  * Checks a user and password against the configured credentials. Returns
  * the credential, or NULL. An unknown user costs one hash computation
- * too, so the reply time does not reveal which users exist.
+ * too, so the reply time does not reveal which users exist. It blocks for
+ * the whole hash computation; the ingress runs checks on the threads of
+ * smtp_auth_pool instead, with smtp_auth_hash_for() and
+ * smtp_auth_verify().
  */
 const struct credential *smtp_auth_check(const struct config *cfg,
                                          const char *user,
                                          const char *password);
+
+/*
+ * Returns the crypt(3) hash that a password of user is checked against:
+ * the user's own, or the first user's for an unknown user, so that both
+ * cost one hash computation. Sets *known to whether user exists. Returns
+ * NULL when no credentials are configured. The hash belongs to cfg, which
+ * SIGHUP may reload, so a caller that keeps it makes a copy.
+ */
+const char *smtp_auth_hash_for(const struct config *cfg, const char *user,
+                               bool *known);
+
+/*
+ * Hashes password with the setting of hash and compares in constant time.
+ * Safe to call from any thread, since it touches no shared state.
+ */
+bool smtp_auth_verify(const char *password, const char *hash);
 
 /*
  * Writes a yescrypt hash of password, for ingress.credentials_file.
