@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "sdnotify.h"
 #include "smtp_auth.h"
+#include "smtp_auth_pool.h"
 #include "smtp_server.h"
 #include "smtp_tls.h"
 
@@ -82,6 +83,7 @@ main(int argc, char **argv)
     struct ingress_kafka *ik = NULL;
     struct smtp_server   *srv = NULL;
     struct smtp_tls      *tls = NULL;
+    struct smtp_auth_pool *auth_pool = NULL;
     struct ingress_durability_monitor *durability = NULL;
     struct event         *signals[3] = { NULL, NULL, NULL };
     struct metrics       *metrics = NULL;
@@ -146,9 +148,19 @@ main(int argc, char **argv)
                   log_quote(quoted, sizeof(quoted), err));
         goto out;
     }
+    /* AUTH password checks, on threads of their own. */
+    if (cfg->ingress_credentials_file[0] != '\0' &&
+        (auth_pool = smtp_auth_pool_new(
+             base, (int)cfg->ingress_auth_threads,
+             (size_t)cfg->ingress_max_auth_queue, smtp_auth_verify, err,
+             sizeof(err))) == NULL) {
+        log_error(NULL, "startup-failed", "error=%s",
+                  log_quote(quoted, sizeof(quoted), err));
+        goto out;
+    }
     if ((ik = ingress_kafka_new(cfg, base, err, sizeof(err))) == NULL ||
-        (srv = smtp_server_new(cfg, base, ik, tls, err, sizeof(err))) ==
-            NULL) {
+        (srv = smtp_server_new(cfg, base, ik, tls, auth_pool, err,
+                               sizeof(err))) == NULL) {
         log_error(NULL, "startup-failed", "error=%s",
                   log_quote(quoted, sizeof(quoted), err));
         goto out;
@@ -211,6 +223,7 @@ out:
         event_free(status_timer);
     httpd_stop(status.httpd);
     smtp_server_free(srv);
+    smtp_auth_pool_free(auth_pool);
     ingress_durability_monitor_stop(durability);
     smtp_tls_free(tls);
     ingress_kafka_free(ik);

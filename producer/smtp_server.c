@@ -20,6 +20,7 @@
 #include "ingress_metrics.h"
 #include "log.h"
 #include "proxy_header.h"
+#include "smtp_auth_pool.h"
 #include "smtp_session.h"
 #include "util.h"
 
@@ -57,6 +58,7 @@ struct smtp_conn {
     struct smtp_session          *s;
     struct sockaddr_storage       client;
     struct ingress_kafka_pending *pending;      /* not owned */
+    struct smtp_auth_pool_job    *auth_job;     /* not owned */
     struct event                 *ack_timer;
     struct event                 *resume;       /* feeds input after a wait */
     const char                   *reason;       /* why it is closing */
@@ -77,6 +79,7 @@ struct smtp_server {
     struct event_base     *base;
     struct ingress_kafka  *ik;
     struct smtp_tls       *tls;         /* NULL: no STARTTLS */
+    struct smtp_auth_pool *auth_pool;   /* NULL: no AUTH */
     struct evconnlistener *listener;
     struct event          *accept_timer;
     struct event          *drain_timer;
@@ -97,6 +100,10 @@ static enum smtp_produce_status smtp_server_status(rd_kafka_resp_err_t err);
 static void smtp_server_on_report(void *arg, rd_kafka_resp_err_t err);
 static void smtp_server_on_ack_timeout(evutil_socket_t fd, short what,
                                        void *arg);
+static int smtp_server_auth(void *arg, const char *password,
+                            const char *hash);
+static void smtp_server_on_auth(void *arg, bool match);
+static void smtp_server_cancel_auth(struct smtp_conn *c);
 static void smtp_server_on_resume(evutil_socket_t fd, short what, void *arg);
 static void smtp_server_on_accept(struct evconnlistener *listener,
                                   evutil_socket_t fd, struct sockaddr *sa,
@@ -140,6 +147,7 @@ static void smtp_server_check_drained(struct smtp_server *srv);
 static const struct smtp_session_ops smtp_server_ops = {
     .send = smtp_server_send,
     .produce = smtp_server_produce,
+    .auth = smtp_server_auth,
 };
 
 
@@ -187,8 +195,8 @@ smtp_server_check(const struct config *cfg, char *err, size_t errlen)
 
 struct smtp_server *
 smtp_server_new(const struct config *cfg, struct event_base *base,
-                struct ingress_kafka *ik, struct smtp_tls *tls, char *err,
-                size_t errlen)
+                struct ingress_kafka *ik, struct smtp_tls *tls,
+                struct smtp_auth_pool *auth_pool, char *err, size_t errlen)
 {
     struct smtp_server     *srv;
     struct sockaddr_storage ss;
@@ -204,6 +212,7 @@ smtp_server_new(const struct config *cfg, struct event_base *base,
     srv->base = base;
     srv->ik = ik;
     srv->tls = tls;
+    srv->auth_pool = auth_pool;
     TAILQ_INIT(&srv->conns);
     srv->accept_timer = evtimer_new(base, smtp_server_on_accept_timer, srv);
     srv->drain_timer = evtimer_new(base, smtp_server_on_drain_timer, srv);
@@ -782,6 +791,44 @@ smtp_server_stop_waiting(struct smtp_conn *c, enum smtp_produce_status status)
 }
 
 
+/* Queues an AUTH password check on the pool's threads. */
+static int
+smtp_server_auth(void *arg, const char *password, const char *hash)
+{
+    struct smtp_conn *c = arg;
+
+    if (c->srv->auth_pool == NULL)
+        return -1;
+    c->auth_job = smtp_auth_pool_submit(c->srv->auth_pool, password, hash,
+                                        smtp_server_on_auth, c);
+    return c->auth_job != NULL ? 0 : -1;
+}
+
+
+static void
+smtp_server_on_auth(void *arg, bool match)
+{
+    struct smtp_conn *c = arg;
+
+    c->auth_job = NULL;
+    smtp_session_auth_done(c->s, match);
+
+    /* Pipelined commands are read from the next loop pass. */
+    event_active(c->resume, 0, 0);
+}
+
+
+/* Drops the result of a running check, which then never calls back. */
+static void
+smtp_server_cancel_auth(struct smtp_conn *c)
+{
+    if (c->auth_job == NULL)
+        return;
+    smtp_auth_pool_cancel(c->srv->auth_pool, c->auth_job);
+    c->auth_job = NULL;
+}
+
+
 static void
 smtp_server_on_resume(evutil_socket_t fd, short what, void *arg)
 {
@@ -913,6 +960,7 @@ smtp_server_process(struct smtp_conn *c)
     if (smtp_session_state(c->s) == SMTP_STATE_CLOSED)
         smtp_server_close(c, smtp_session_close_reason(c->s));
     else if (c->eof && smtp_session_state(c->s) != SMTP_STATE_PRODUCING &&
+             smtp_session_state(c->s) != SMTP_STATE_AUTH_CHECK &&
              evbuffer_get_length(in) == 0)
         smtp_server_close(c, "client-closed");
     else
@@ -926,6 +974,7 @@ smtp_server_close(struct smtp_conn *c, const char *reason)
 {
     c->closing = true;
     c->reason = reason;
+    smtp_server_cancel_auth(c);
     bufferevent_disable(c->bev, EV_READ);
     if (smtp_server_flushed(c))
         smtp_server_free_conn(c, reason);
@@ -945,6 +994,7 @@ smtp_server_free_conn(struct smtp_conn *c, const char *reason)
     /* librdkafka keeps the pending produce, which must not call back. */
     if (c->pending != NULL)
         ingress_kafka_detach(srv->ik, c->pending, INGRESS_KAFKA_CLIENT_GONE);
+    smtp_server_cancel_auth(c);
     event_free(c->ack_timer);
     event_free(c->resume);
     bufferevent_free(c->bev);

@@ -6,7 +6,9 @@
  * connection keeps a pointer to the pending produce and runs an ack timer.
  * The first of delivery report, timer, client gone and shutdown ends the
  * wait. Every path except the report detaches the connection from the
- * pending produce, so a late report never touches a freed session.
+ * pending produce, so a late report never touches a freed session. An
+ * AUTH password check on the smtp_auth_pool threads is handled the same
+ * way: closing the connection cancels it.
  */
 #ifndef FERRY_SMTP_SERVER_H
 #define FERRY_SMTP_SERVER_H
@@ -17,6 +19,7 @@
 #include "config.h"
 #include "ingress_durability.h"
 #include "ingress_kafka.h"
+#include "smtp_auth_pool.h"
 #include "smtp_tls.h"
 
 struct smtp_server;
@@ -26,13 +29,16 @@ int smtp_server_check(const struct config *cfg, char *err, size_t errlen);
 
 /*
  * Binds ingress.listen and starts accepting. tls, which must outlive the
- * server, serves STARTTLS; NULL when TLS is not configured.
+ * server, serves STARTTLS; NULL when TLS is not configured. auth_pool,
+ * which must outlive the server too, checks AUTH passwords; with NULL
+ * every AUTH gets 454 4.7.0.
  */
 struct smtp_server *smtp_server_new(const struct config *cfg,
                                     struct event_base *base,
                                     struct ingress_kafka *ik,
-                                    struct smtp_tls *tls, char *err,
-                                    size_t errlen);
+                                    struct smtp_tls *tls,
+                                    struct smtp_auth_pool *auth_pool,
+                                    char *err, size_t errlen);
 
 /* Closes every connection at once and logs each disconnect. */
 void smtp_server_free(struct smtp_server *srv);

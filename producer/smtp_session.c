@@ -94,6 +94,11 @@ struct smtp_session {
 
     enum smtp_auth_step            auth_step;
     char                           auth_login_user[SMTP_AUTH_FIELD_MAX + 1];
+    /* Pending check of SMTP_STATE_AUTH_CHECK: user, mechanism, hash. */
+    char                           auth_check_user[SMTP_AUTH_FIELD_MAX + 1];
+    const char                    *auth_mechanism;
+    char                          *auth_hash;
+    bool                           auth_known;  /* the user exists */
     char                          *auth_user;   /* NULL until AUTH succeeds */
     const struct org              *auth_org;
 
@@ -131,6 +136,7 @@ static size_t smtp_session_feed_chunk(struct smtp_session *s,
 static void smtp_session_end_chunk(struct smtp_session *s);
 static void smtp_session_cmd_bdat(struct smtp_session *s, char *args);
 static void smtp_session_handle_line(struct smtp_session *s);
+static void smtp_session_check_errors(struct smtp_session *s);
 static bool smtp_session_is_auth_line(const struct smtp_session *s);
 static bool smtp_session_valid_helo(const char *name);
 static void smtp_session_greet(struct smtp_session *s, char *args,
@@ -176,6 +182,7 @@ static void smtp_session_auth_abort(struct smtp_session *s);
 static void smtp_session_auth_finish(struct smtp_session *s,
                                      const char *mechanism, const char *user,
                                      char *password);
+static void smtp_session_auth_end_check(struct smtp_session *s);
 static void smtp_session_cmd_starttls(struct smtp_session *s, char *args);
 
 static const struct smtp_command smtp_commands[] = {
@@ -207,6 +214,7 @@ static const char *const smtp_state_names[] = {
     [SMTP_STATE_RCPT] = "rcpt",
     [SMTP_STATE_DATA] = "data",
     [SMTP_STATE_BDAT] = "bdat",
+    [SMTP_STATE_AUTH_CHECK] = "auth-check",
     [SMTP_STATE_PRODUCING] = "producing",
     [SMTP_STATE_STARTTLS] = "starttls",
     [SMTP_STATE_CLOSED] = "closed",
@@ -270,6 +278,8 @@ smtp_session_free(struct smtp_session *s)
     smtp_session_clear_transaction(s);
     smtp_auth_wipe(s->line, sizeof(s->line));
     smtp_auth_wipe(s->auth_login_user, sizeof(s->auth_login_user));
+    smtp_auth_wipe(s->auth_check_user, sizeof(s->auth_check_user));
+    free(s->auth_hash);
     free(s->auth_user);
     free(s->helo);
     free(s);
@@ -538,14 +548,22 @@ smtp_session_handle_line(struct smtp_session *s)
         smtp_commands[i].handler(s, args);
 
 out:
+    smtp_session_check_errors(s);
+wipe:
+    if (auth_line)
+        smtp_auth_wipe(s->line, sizeof(s->line));
+}
+
+
+/* Ends the session once it has sent ingress.max_errors 5xx replies. */
+static void
+smtp_session_check_errors(struct smtp_session *s)
+{
     if (s->state != SMTP_STATE_CLOSED &&
         s->errors >= s->cfg->ingress_max_errors)
         smtp_session_close(s, "too-many-errors",
                            "421 4.7.0 %s too many errors, closing connection",
                            s->cfg->ingress_hostname);
-wipe:
-    if (auth_line)
-        smtp_auth_wipe(s->line, sizeof(s->line));
 }
 
 
@@ -1330,37 +1348,94 @@ smtp_session_auth_response(struct smtp_session *s, char *line)
 
 
 /*
- * Checks the credentials and replies 235 or 535. A failure is a 5xx
- * reply, so ingress.max_errors bounds the guesses per session.
- *
- * NOTE: the hash is computed here, on the event loop, which stalls every
- * session for its duration (about 50 ms for yescrypt at the default
- * cost). A worker thread would avoid that.
+ * Hands the password to a check off the event loop and waits for
+ * smtp_session_auth_done(), or replies 454 4.7.0 at once when the check
+ * cannot start. An unknown user is checked against another user's hash,
+ * so the reply time does not reveal which users exist.
  */
 static void
 smtp_session_auth_finish(struct smtp_session *s, const char *mechanism,
                          const char *user, char *password)
 {
-    const struct credential *cred = smtp_auth_check(s->cfg, user, password);
+    const char *hash = smtp_auth_hash_for(s->cfg, user, &s->auth_known);
+    const char *reason = "auth-unavailable";
+
+    smtp_auth_wipe(s->auth_login_user, sizeof(s->auth_login_user));
+    if (hash != NULL) {
+        reason = "auth-busy";
+        if (s->ops->auth(s->arg, password, hash) == 0)
+            reason = NULL;
+    }
+    smtp_auth_wipe(password, strlen(password));
+    if (reason != NULL) {
+        smtp_session_set_state(s, SMTP_STATE_READY);
+        smtp_session_reject(s, reason, "454 4.7.0 temporary authentication "
+                            "failure, try again later");
+        return;
+    }
+
+    /* The hash is kept to see whether a reload replaced it meanwhile. */
+    snprintf(s->auth_check_user, sizeof(s->auth_check_user), "%s", user);
+    s->auth_mechanism = mechanism;
+    s->auth_hash = xstrdup(hash);
+    smtp_session_set_state(s, SMTP_STATE_AUTH_CHECK);
+}
+
+
+void
+smtp_session_auth_done(struct smtp_session *s, bool match)
+{
+    const struct credential *cred = NULL;
     char                     quoted[SMTP_AUTH_FIELD_MAX * 4];
 
-    smtp_auth_wipe(password, strlen(password));
-    smtp_auth_wipe(s->auth_login_user, sizeof(s->auth_login_user));
-    smtp_session_set_state(s, SMTP_STATE_READY);
-    log_quote(quoted, sizeof(quoted), user);
+    if (s->state != SMTP_STATE_AUTH_CHECK) {
+        log_error(NULL, "auth-done-unexpected", "session=%s state=%s",
+                  s->id, smtp_state_names[s->state]);
+        return;
+    }
+    log_quote(quoted, sizeof(quoted), s->auth_check_user);
+
+    /*
+     * SIGHUP may have reloaded the credentials during the check, so the
+     * user is looked up again, and must still have the hash that matched.
+     */
+    if (match && s->auth_known)
+        cred = config_credential(s->cfg, s->auth_check_user);
+    if (cred != NULL && strcmp(cred->hash, s->auth_hash) != 0) {
+        smtp_session_auth_end_check(s);
+        smtp_session_reject(s, "credentials-reloaded", "454 4.7.0 "
+                            "temporary authentication failure, try again "
+                            "later");
+        return;
+    }
     if (cred == NULL) {
         log_info(NULL, "auth-failed", "session=%s mechanism=%s user=%s",
-                 s->id, mechanism, quoted);
+                 s->id, s->auth_mechanism, quoted);
+        smtp_session_auth_end_check(s);
         smtp_session_reject(s, "auth-failed", "535 5.7.8 authentication "
                             "credentials invalid");
+        smtp_session_check_errors(s);
         return;
     }
 
     s->auth_user = xstrdup(cred->user);
     s->auth_org = cred->org;
     log_info(NULL, "auth", "session=%s mechanism=%s user=%s org=%s", s->id,
-             mechanism, quoted, cred->org->name);
+             s->auth_mechanism, quoted, cred->org->name);
+    smtp_session_auth_end_check(s);
     smtp_session_send(s, "235 2.7.0 authentication successful");
+}
+
+
+/* Forgets the finished check and waits for commands again. */
+static void
+smtp_session_auth_end_check(struct smtp_session *s)
+{
+    smtp_auth_wipe(s->auth_check_user, sizeof(s->auth_check_user));
+    free(s->auth_hash);
+    s->auth_hash = NULL;
+    s->auth_mechanism = NULL;
+    smtp_session_set_state(s, SMTP_STATE_READY);
 }
 
 

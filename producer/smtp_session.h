@@ -8,7 +8,8 @@
  * Kafka, smtp_session_feed() consumes nothing, so replies to commands
  * pipelined behind the final dot follow the final-dot reply. The caller
  * keeps the unconsumed octets and feeds them again after
- * smtp_session_produce_done().
+ * smtp_session_produce_done(). The same applies while an AUTH password is
+ * checked, until smtp_session_auth_done().
  *
  * The session never frees itself. After it reaches SMTP_STATE_CLOSED the
  * caller flushes the replies, closes the connection and calls
@@ -33,6 +34,7 @@ enum smtp_state {
     SMTP_STATE_RCPT,        /* at least one recipient accepted */
     SMTP_STATE_DATA,        /* reading message text after 354 */
     SMTP_STATE_BDAT,        /* reading the octets of a BDAT chunk */
+    SMTP_STATE_AUTH_CHECK,  /* AUTH response read, password being checked */
     SMTP_STATE_PRODUCING,   /* final dot read, waiting for Kafka */
     SMTP_STATE_STARTTLS,    /* 220 sent to STARTTLS, waiting for TLS */
     SMTP_STATE_CLOSED       /* 221 or 421 sent, so the caller closes */
@@ -78,6 +80,15 @@ struct smtp_session_ops {
      */
     enum smtp_produce_status (*produce)(void *arg, const char *topic,
                                         const struct envelope *env);
+
+    /*
+     * Starts comparing an AUTH password with a crypt(3) hash. The callee
+     * copies both: the session wipes password when this returns. Returns
+     * 0 when the check was queued, and its outcome comes through
+     * smtp_session_auth_done(). Returns -1 when too many checks wait, and
+     * the client gets 454 4.7.0. It must not call back into the session.
+     */
+    int (*auth)(void *arg, const char *password, const char *hash);
 };
 
 struct smtp_session;
@@ -120,6 +131,14 @@ size_t smtp_session_feed(struct smtp_session *s, const void *buf,
 /* Delivers the outcome of a pending produce and sends the final reply. */
 void smtp_session_produce_done(struct smtp_session *s,
                                enum smtp_produce_status status);
+
+/*
+ * Delivers the outcome of a pending password check and replies: 235, or
+ * 535 for a wrong password or an unknown user, a 5xx reply that counts
+ * against ingress.max_errors, so it bounds the guesses per session. A
+ * SIGHUP that replaced the user's hash during the check gets 454 4.7.0.
+ */
+void smtp_session_auth_done(struct smtp_session *s, bool match);
 
 /*
  * Ends the session for a server shutdown: 421 4.3.2 now, or right after

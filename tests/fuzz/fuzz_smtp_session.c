@@ -1,7 +1,7 @@
 /*
  * libFuzzer target over the SMTP session: arbitrary client octets, fed in
- * arbitrary splits, with produce outcomes, timeouts, shutdowns and TLS
- * handshakes at arbitrary points.
+ * arbitrary splits, with produce outcomes, AUTH check outcomes, timeouts,
+ * shutdowns and TLS handshakes at arbitrary points.
  *
  * Input layout: octet 0 selects the configuration and the events that may
  * happen, octet 1 seeds the generator of split sizes and outcomes, and
@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_IPV6_CLIENT  0x02
 #define FUZZ_TIMEOUTS     0x04  /* smtp_session_timeout() between feeds */
 #define FUZZ_SHUTDOWN     0x08  /* smtp_session_shutdown() between feeds */
-#define FUZZ_REJECT       0x10  /* produce() may fail at once */
+#define FUZZ_REJECT       0x10  /* produce() and auth() may fail at once */
 
 static const char *fuzz_yaml =
     "kafka:\n"
@@ -116,9 +116,27 @@ fuzz_produce(void *arg, const char *topic, const struct envelope *env)
 }
 
 
+/*
+ * Starts no real check: its outcome is picked by the generator in the
+ * loop below, so no run spends time computing a hash.
+ */
+static int
+fuzz_auth(void *arg, const char *password, const char *hash)
+{
+    struct fuzz_run *run = arg;
+
+    if (password == NULL || hash == NULL)
+        abort();
+    if ((run->flags & FUZZ_REJECT) && fuzz_next(run) % 8 == 0)
+        return -1;
+    return 0;
+}
+
+
 static const struct smtp_session_ops fuzz_ops = {
     .send = fuzz_send,
     .produce = fuzz_produce,
+    .auth = fuzz_auth,
 };
 
 
@@ -201,6 +219,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (smtp_session_state(s) == SMTP_STATE_PRODUCING) {
             fuzz_report(s, &run);
+            continue;
+        }
+        if (smtp_session_state(s) == SMTP_STATE_AUTH_CHECK &&
+            fuzz_next(&run) % 8 != 0) {
+            smtp_session_auth_done(s, fuzz_next(&run) % 2 == 0);
             continue;
         }
         if (smtp_session_state(s) == SMTP_STATE_STARTTLS)

@@ -22,10 +22,18 @@
 #include "config.h"
 #include "envelope.h"
 #include "log.h"
+#include "smtp_auth.h"
 #include "smtp_session.h"
 
 #define DIALOGUE_DIR  "tests/smtp"
 #define RECORDS_MAX   16
+
+/* What the fake password check does, set by A: lines. */
+enum auth_mode {
+    AUTH_CHECK,     /* runs the check when the session waits for it */
+    AUTH_BUSY,      /* rejects the check, as a full queue does */
+    AUTH_HOLD       /* starts the check and never reports it */
+};
 
 static const char *config_head =
     "kafka:\n"
@@ -69,6 +77,9 @@ struct dialogue_run {
     struct buffer        expected;      /* S: lines so far */
     struct buffer        pending;       /* client octets not consumed */
     enum smtp_produce_status outcome;   /* P: */
+    enum auth_mode       auth_mode;     /* A: */
+    char                *auth_password; /* copies of a started check */
+    char                *auth_hash;
     struct envelope     *records[RECORDS_MAX];
     size_t               nrecords;
     int                  line;
@@ -196,9 +207,40 @@ fake_produce(void *arg, const char *topic, const struct envelope *env)
 }
 
 
+static int
+fake_auth(void *arg, const char *password, const char *hash)
+{
+    struct dialogue_run *run = arg;
+
+    if (run->auth_password != NULL)
+        fail_msg("%s:%d: a second password check started", run->path,
+                 run->line);
+    if (run->auth_mode == AUTH_BUSY)
+        return -1;
+    run->auth_password = strdup(password);
+    run->auth_hash = strdup(hash);
+    assert_non_null(run->auth_password);
+    assert_non_null(run->auth_hash);
+    return 0;
+}
+
+
+static void
+fake_auth_clear(struct dialogue_run *run)
+{
+    if (run->auth_password != NULL)
+        smtp_auth_wipe(run->auth_password, strlen(run->auth_password));
+    free(run->auth_password);
+    free(run->auth_hash);
+    run->auth_password = NULL;
+    run->auth_hash = NULL;
+}
+
+
 static const struct smtp_session_ops fake_ops = {
     .send = fake_send,
     .produce = fake_produce,
+    .auth = fake_auth,
 };
 
 
@@ -213,6 +255,15 @@ dialogue_pump(struct dialogue_run *run)
 
         if (smtp_session_state(run->s) == SMTP_STATE_PRODUCING) {
             smtp_session_produce_done(run->s, run->outcome);
+            continue;
+        }
+        if (smtp_session_state(run->s) == SMTP_STATE_AUTH_CHECK &&
+            run->auth_mode == AUTH_CHECK) {
+            bool match = smtp_auth_verify(run->auth_password,
+                                          run->auth_hash);
+
+            fake_auth_clear(run);
+            smtp_session_auth_done(run->s, match);
             continue;
         }
         if (!smtp_session_wants_input(run->s) || off == run->pending.len)
@@ -428,7 +479,7 @@ dialogue_directive(struct dialogue_run *run, char kind, const char *text)
 {
     struct buffer octets = { NULL, 0, 0 };
 
-    if (kind != 'S' && kind != 'O' && kind != 'P')
+    if (kind != 'S' && kind != 'O' && kind != 'P' && kind != 'A')
         dialogue_check_replies(run);
 
     switch (kind) {
@@ -480,6 +531,17 @@ dialogue_directive(struct dialogue_run *run, char kind, const char *text)
             run->outcome = SMTP_PRODUCE_TIMEOUT;
         else
             fail_msg("%s:%d: unknown outcome '%s'", run->path, run->line,
+                     text);
+        break;
+    case 'A':
+        if (strcmp(text, "check") == 0)
+            run->auth_mode = AUTH_CHECK;
+        else if (strcmp(text, "busy") == 0)
+            run->auth_mode = AUTH_BUSY;
+        else if (strcmp(text, "hold") == 0)
+            run->auth_mode = AUTH_HOLD;
+        else
+            fail_msg("%s:%d: unknown AUTH mode '%s'", run->path, run->line,
                      text);
         break;
     case 'O':
@@ -534,6 +596,7 @@ dialogue_run_file(const char *path, size_t chunk)
     free(line);
     fclose(f);
     smtp_session_free(run.s);
+    fake_auth_clear(&run);
     for (size_t i = 0; i < run.nrecords; i++)
         envelope_free(run.records[i]);
     free(run.out.data);

@@ -176,9 +176,18 @@ fake_produce(void *arg, const char *topic, const struct envelope *env)
 }
 
 
+/* Starts no check: the tests report its outcome themselves. */
+static int
+fake_auth(void *arg, const char *password, const char *hash)
+{
+    return 0;
+}
+
+
 static const struct smtp_session_ops fake_ops = {
     .send = fake_send,
     .produce = fake_produce,
+    .auth = fake_auth,
 };
 
 
@@ -1577,6 +1586,101 @@ starttls_rejected_cases(void **state)
 }
 
 
+static struct config *load_text(const char *text);
+
+/* SHA-512 hashes of "correct horse" with two salts. */
+#define HASH_ONE \
+    "$6$dialoguesalt$OZDUdfIPfjHgmVwXqaC.xExtGTDVs6WgO0XOJ4hcG8Z0FRbVVBOs" \
+    "jmka8/FPfKYl/CNefMMQSrgYou92DlWrg/"
+#define HASH_TWO \
+    "$6$othersalt$Vme7YuoVPcWV4.3nxCB/Rones1Q/C0lGqgKj1adhnnmBsolXdNhWURq" \
+    "Sj8mhnnDc/CmKcbFUzwgDQ8p/B47da."
+
+static void
+write_credentials(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+
+/*
+ * A SIGHUP during a check reloads the credentials. A match counts only
+ * when the user still has the hash that was checked.
+ */
+static void
+auth_reload_during_check(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *reloaded;   /* credentials file after the reload */
+        bool        match;
+        const char *reply;
+    } cases[] = {
+        { "unchanged", "alice acme " HASH_ONE "\n", true,
+          "235 2.7.0 authentication successful\r\n" },
+        { "hash replaced", "alice acme " HASH_TWO "\n", true,
+          "454 4.7.0 temporary authentication failure, try again "
+          "later\r\n" },
+        { "user removed", "bob acme " HASH_ONE "\n", true,
+          "535 5.7.8 authentication credentials invalid\r\n" },
+        { "no match", "alice acme " HASH_ONE "\n", false,
+          "535 5.7.8 authentication credentials invalid\r\n" },
+    };
+    char path[] = "/tmp/ferry-session-credentials-XXXXXX";
+    int  fd = mkstemp(path);
+    char text[4096];
+
+    (void)state;
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(text, sizeof(text), "%.*s  tls_certificate: /nonexistent.pem\n"
+             "  tls_key: /nonexistent.key\n  credentials_file: %s\n%s",
+             (int)(strstr(config_yaml, "  max_message_size") - config_yaml),
+             config_yaml, path, strstr(config_yaml, "  max_message_size"));
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        struct config  *saved = cfg;
+        struct config  *auth_cfg;
+        struct harness *h;
+        char            err[512];
+
+        write_credentials(path, "alice acme " HASH_ONE "\n");
+        auth_cfg = load_text(text);
+        cfg = auth_cfg;
+        h = harness_new(NULL, PRODUCE_COMPLETE, SIZE_MAX);
+        cfg = saved;
+        harness_puts(h, EHLO "STARTTLS\r\n");
+        h->inoff = h->inlen;
+        smtp_session_tls_started(h->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384");
+        harness_puts(h, EHLO "AUTH PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=\r\n"
+                     "NOOP\r\n");
+        assert_int_equal(smtp_session_state(h->s), SMTP_STATE_AUTH_CHECK);
+        h->outlen = 0;
+        h->out[0] = '\0';
+
+        write_credentials(path, cases[i].reloaded);
+        if (config_reload_credentials(auth_cfg, err, sizeof(err)) == -1)
+            fail_msg("%s: reload failed: %s", cases[i].name, err);
+        smtp_session_auth_done(h->s, cases[i].match);
+        assert_int_equal(smtp_session_state(h->s), SMTP_STATE_READY);
+        assert_replies(h, cases[i].name, cases[i].reply);
+
+        /* The NOOP pipelined behind AUTH is read only now. */
+        harness_pump(h);
+        assert_true(h->outlen > strlen(cases[i].reply));
+        assert_string_equal(h->out + strlen(cases[i].reply),
+                            "250 2.0.0 Ok\r\n");
+        harness_free(h);
+        config_free(auth_cfg);
+    }
+    unlink(path);
+}
+
+
 static struct config *
 load_text(const char *text)
 {
@@ -1670,6 +1774,7 @@ main(void)
         cmocka_unit_test(shutdown_while_producing),
         cmocka_unit_test(idle_timeout_closes),
         cmocka_unit_test(too_many_errors_close),
+        cmocka_unit_test(auth_reload_during_check),
         cmocka_unit_test(max_errors_from_config),
         cmocka_unit_test(max_commands_from_config),
         cmocka_unit_test(max_commands_finishes_message),
