@@ -12,7 +12,10 @@ import base64
 import os
 import signal
 import smtplib
+import socket
+import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -232,6 +235,105 @@ def test_sighup_reloads_credentials(auth_stack):
     assert result.returncode == 0, result.stdout + result.stderr
     with open(auth_stack.credentials_path, "w") as f:
         f.write(original)
+
+
+def tls_session(stack):
+    """Return an smtplib session that has sent EHLO again after STARTTLS."""
+    c = smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30)
+    c.ehlo("client.ferry.test")
+    c.starttls()
+    c.ehlo("client.ferry.test")
+    assert c.has_extn("auth")
+    return c
+
+
+def plain_response(user, password):
+    return base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+
+
+def test_noop_prompt_during_auth_checks(auth_stack):
+    """While AUTH checks run, another session gets its NOOP reply at once.
+    Each check computes a yescrypt hash, tens of milliseconds of CPU. On
+    the event loop the checks would delay the NOOP until all were done."""
+    sessions = 8
+    response = plain_response(USER, PASSWORD)
+
+    # The duration of one check, measured alone: the fastest of three.
+    durations = []
+    for _ in range(3):
+        with tls_session(auth_stack) as c:
+            start = time.monotonic()
+            code, text = c.docmd("AUTH", "PLAIN " + response)
+            durations.append(time.monotonic() - start)
+            assert code == 235, text
+    check = min(durations)
+
+    idle = smtplib.SMTP("127.0.0.1", auth_stack.smtp_port, timeout=30)
+    idle.ehlo("idle.ferry.test")
+    clients = [tls_session(auth_stack) for _ in range(sessions)]
+    replies = [None] * sessions
+    first_reply = threading.Event()
+
+    def authenticate(i):
+        code, text = clients[i].docmd("AUTH", "PLAIN " + response)
+        replies[i] = (code, time.monotonic())
+        first_reply.set()
+
+    threads = [threading.Thread(target=authenticate, args=(i,))
+               for i in range(sessions)]
+    for thread in threads:
+        thread.start()
+
+    # Once the first check is done, the others are still queued or running.
+    assert first_reply.wait(30)
+    noop_sent = time.monotonic()
+    code, text = idle.noop()
+    noop_answered = time.monotonic()
+    assert code == 250, text
+    for thread in threads:
+        thread.join(30)
+    for c in clients + [idle]:
+        c.close()
+
+    assert [r[0] for r in replies] == [235] * sessions
+    last_auth = max(r[1] for r in replies)
+    assert noop_answered < last_auth, (
+        "NOOP answered %.3f s after the last AUTH reply"
+        % (noop_answered - last_auth))
+    # On the event loop the NOOP would wait for the checks queued before
+    # it, most of the 8 checks; here it waits for none.
+    combined = sessions * check
+    assert noop_answered - noop_sent < combined / 4, (
+        "NOOP took %.3f s; one check takes %.3f s"
+        % (noop_answered - noop_sent, check))
+
+
+def test_client_gone_during_auth_check(auth_stack):
+    """Clients that reset the connection while their AUTH check runs
+    leave the ingress serving: the result of the check is dropped."""
+    response = plain_response(USER, PASSWORD)
+    for _ in range(4):
+        c = tls_session(auth_stack)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                          struct.pack("ii", 1, 0))
+        c.send(("AUTH PLAIN %s\r\n" % response).encode())
+        c.sock.close()
+        c.close()
+
+    deadline = time.monotonic() + 10
+    while True:
+        with open(auth_stack.log_path("ingress")) as f:
+            closed_mid_check = [
+                line for line in f
+                if " disconnect " in line and "state=auth-check" in line]
+        if closed_mid_check or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert closed_mid_check, "no session was closed during its AUTH check"
+
+    with tls_session(auth_stack) as c:
+        code, text = c.docmd("AUTH", "PLAIN " + response)
+    assert code == 235, text
 
 
 def test_log_never_contains_password(auth_stack):
