@@ -99,6 +99,8 @@ defaults_apply(void **state)
     assert_int_equal(cfg->ingress_max_connections_per_client, 50);
     assert_int_equal(cfg->ingress_max_commands, 10000);
     assert_int_equal(cfg->ingress_max_errors, 20);
+    assert_int_equal(cfg->ingress_auth_threads, 2);
+    assert_int_equal(cfg->ingress_max_auth_queue, 64);
     assert_int_equal(cfg->deliver_max_in_flight, 16);
     assert_int_equal(cfg->deliver_max_send_rate, 0);
     assert_int_equal(cfg->deliver_health_interval_ms, 2000);
@@ -205,6 +207,12 @@ errors_name_the_key(void **state)
           "key 'ingress.max_connections': 0 is out of range" },
         { "ingress:\n  max_errors: 0\n",
           "key 'ingress.max_errors': 0 is out of range [1, 10000]" },
+        { "ingress:\n  auth_threads: 0\n",
+          "key 'ingress.auth_threads': 0 is out of range [1, 64]" },
+        { "ingress:\n  auth_threads: 65\n",
+          "key 'ingress.auth_threads': 65 is out of range [1, 64]" },
+        { "ingress:\n  max_auth_queue: 0\n",
+          "key 'ingress.max_auth_queue': 0 is out of range [1, 100000]" },
         { "ingress:\n  max_commands: 9\n",
           "key 'ingress.max_commands': 9 is out of range" },
         { "ingress:\n  durability_check_interval_seconds: -1\n",
