@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,12 @@
 
 /* Safety-net poll interval, for a wakeup lost on the pipe. */
 #define INGRESS_KAFKA_POLL_MS        100
+
+/* Batch wait (linger.ms) unless kafka.properties sets one. */
+#define INGRESS_KAFKA_LINGER_MS      "2"
+
+/* Sticky partition window when sticky.partitioning.linger.ms is 0. */
+#define INGRESS_KAFKA_STICKY_MS      10
 
 /* Maximum wait for the reports of purged messages when destroying. */
 #define INGRESS_KAFKA_PURGE_WAIT_MS  2000
@@ -36,6 +43,8 @@ struct ingress_kafka_pending {
     rd_kafka_resp_err_t                err;         /* first failure */
     int32_t                            partition;
     int64_t                            first_offset;
+    int32_t                            chosen;      /* -1 until the first
+                                                       record is placed */
 };
 
 TAILQ_HEAD(ingress_kafka_pending_list, ingress_kafka_pending);
@@ -52,12 +61,23 @@ struct ingress_kafka {
     bool                               broken;
     uint64_t                           late_acks;
     uint64_t                           restarts;
+    /*
+     * The sticky partition choice. librdkafka calls the partitioner from
+     * this thread and, for records produced before the topic's metadata
+     * arrived, from its own, hence the lock.
+     */
+    pthread_mutex_t                    sticky_lock;
+    uint32_t                           sticky_seed;
+    int64_t                            sticky_until_ms;
+    int64_t                            sticky_ms;
 };
 
 static rd_kafka_conf_t *ingress_kafka_conf_new(const struct config *cfg,
                                                char *err, size_t errlen);
 static int ingress_kafka_start(struct ingress_kafka *ik, char *err,
                                size_t errlen);
+static void ingress_kafka_set_partitioner(struct ingress_kafka *ik,
+                                          rd_kafka_conf_t *conf);
 static void ingress_kafka_stop(struct ingress_kafka *ik);
 static void ingress_kafka_restart(struct ingress_kafka *ik);
 static void ingress_kafka_poll(struct ingress_kafka *ik);
@@ -70,6 +90,10 @@ static void ingress_kafka_on_delivery(rd_kafka_t *rk,
                                       void *opaque);
 static void ingress_kafka_on_error(rd_kafka_t *rk, int err,
                                    const char *reason, void *opaque);
+static int32_t ingress_kafka_partition(const rd_kafka_topic_t *rkt,
+                                       const void *key, size_t keylen,
+                                       int32_t partition_count,
+                                       void *rkt_opaque, void *msg_opaque);
 static void ingress_kafka_notify(struct ingress_kafka_pending *p,
                                  rd_kafka_resp_err_t err);
 static void ingress_kafka_release(struct ingress_kafka *ik,
@@ -78,9 +102,21 @@ static void ingress_kafka_log_outcome(struct ingress_kafka *ik,
                                       struct ingress_kafka_pending *p);
 
 
+/* True when kafka.properties sets the librdkafka property name. */
+static bool
+ingress_kafka_property_set(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nkafka_properties; i++)
+        if (strcmp(cfg->kafka_properties[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+
 /*
- * Builds the producer configuration: the operator's properties, then the
- * settings that the 250 reply depends on, which always win.
+ * Builds the producer configuration: the operator's properties, a shorter
+ * batch wait unless they set one, then the settings that the 250 reply
+ * depends on, which always win.
  */
 static rd_kafka_conf_t *
 ingress_kafka_conf_new(const struct config *cfg, char *err, size_t errlen)
@@ -107,6 +143,20 @@ ingress_kafka_conf_new(const struct config *cfg, char *err, size_t errlen)
         margin = 1000;
     snprintf(timeout, sizeof(timeout), "%lld",
              (long long)(cfg->ingress_ack_timeout_ms - margin));
+
+    /*
+     * Each session waits for its record's acknowledgement before its next
+     * message, so the batch wait adds to every reply. 2 ms instead of
+     * librdkafka's 5 gave about a fifth more messages per second at 50
+     * sessions of smtp-source against the local broker.
+     */
+    if (!ingress_kafka_property_set(cfg, "linger.ms") &&
+        !ingress_kafka_property_set(cfg, "queue.buffering.max.ms") &&
+        kafka_conf_set(conf, "linger.ms", INGRESS_KAFKA_LINGER_MS, err,
+                       errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
 
     if (kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
         kafka_conf_set(conf, "acks", "all", err, errlen) ||
@@ -188,6 +238,8 @@ ingress_kafka_new(const struct config *cfg, struct event_base *base,
     ik->base = base;
     ik->wakeup[0] = ik->wakeup[1] = -1;
     TAILQ_INIT(&ik->pending);
+    pthread_mutex_init(&ik->sticky_lock, NULL);
+    ik->sticky_seed = (uint32_t)random();
 
     if (pipe2(ik->wakeup, O_NONBLOCK | O_CLOEXEC) == -1) {
         snprintf(err, errlen, "cannot create the Kafka wakeup pipe: %s",
@@ -230,7 +282,79 @@ ingress_kafka_free(struct ingress_kafka *ik)
         close(ik->wakeup[0]);
     if (ik->wakeup[1] != -1)
         close(ik->wakeup[1]);
+    pthread_mutex_destroy(&ik->sticky_lock);
     free(ik);
+}
+
+
+/*
+ * Installs the sticky partitioner on every topic, with the window of
+ * librdkafka's own sticky.partitioning.linger.ms, which the operator may
+ * set in kafka.properties.
+ */
+static void
+ingress_kafka_set_partitioner(struct ingress_kafka *ik, rd_kafka_conf_t *conf)
+{
+    rd_kafka_topic_conf_t *defaults = rd_kafka_conf_get_default_topic_conf(conf);
+    rd_kafka_topic_conf_t *topic_conf;
+
+    topic_conf = defaults != NULL ? rd_kafka_topic_conf_dup(defaults)
+                                  : rd_kafka_topic_conf_new();
+    ik->sticky_ms = ingress_kafka_conf_int(conf,
+                                           "sticky.partitioning.linger.ms");
+    if (ik->sticky_ms < 1)
+        ik->sticky_ms = INGRESS_KAFKA_STICKY_MS;
+    rd_kafka_topic_conf_set_partitioner_cb(topic_conf,
+                                           ingress_kafka_partition);
+    rd_kafka_topic_conf_set_opaque(topic_conf, ik);
+    rd_kafka_conf_set_default_topic_conf(conf, topic_conf);
+}
+
+
+/*
+ * Chooses the partition of a record. Every record of a message goes to
+ * the partition of its first record, so the chunks keep their order.
+ * First records go to one partition per window of sticky_ms, so each
+ * produce request carries one large batch instead of a small one per
+ * partition: with the envelope id hashed over 3 partitions, 50 sessions
+ * cost the broker about twice the CPU per message (measured with
+ * smtp-source against the local broker). Runs on librdkafka's threads too.
+ */
+static int32_t
+ingress_kafka_partition(const rd_kafka_topic_t *rkt, const void *key,
+                        size_t keylen, int32_t partition_count,
+                        void *rkt_opaque, void *msg_opaque)
+{
+    struct ingress_kafka         *ik = rkt_opaque;
+    struct ingress_kafka_pending *p = msg_opaque;
+    int64_t                       now = util_monotonic_ms();
+    int32_t                       chosen;
+
+    pthread_mutex_lock(&ik->sticky_lock);
+    if (p != NULL && p->chosen >= 0 && p->chosen < partition_count) {
+        chosen = p->chosen;
+        pthread_mutex_unlock(&ik->sticky_lock);
+        return chosen;
+    }
+    if (now >= ik->sticky_until_ms) {
+        ik->sticky_seed = (uint32_t)random();
+        ik->sticky_until_ms = now + ik->sticky_ms;
+    }
+
+    /* The window's partition, or the next one that has a leader. */
+    chosen = (int32_t)(ik->sticky_seed % (uint32_t)partition_count);
+    for (int32_t i = 0; i < partition_count; i++) {
+        int32_t candidate = (chosen + i) % partition_count;
+
+        if (rd_kafka_topic_partition_available(rkt, candidate)) {
+            chosen = candidate;
+            break;
+        }
+    }
+    if (p != NULL)
+        p->chosen = chosen;
+    pthread_mutex_unlock(&ik->sticky_lock);
+    return chosen;
 }
 
 
@@ -245,6 +369,7 @@ ingress_kafka_start(struct ingress_kafka *ik, char *err, size_t errlen)
     if ((conf = ingress_kafka_conf_new(ik->cfg, err, errlen)) == NULL)
         return -1;
     rd_kafka_conf_set_opaque(conf, ik);
+    ingress_kafka_set_partitioner(ik, conf);
     rd_kafka_conf_set_dr_msg_cb(conf, ingress_kafka_on_delivery);
     rd_kafka_conf_set_error_cb(conf, ingress_kafka_on_error);
     rd_kafka_conf_set_log_cb(conf, ingress_kafka_log);
@@ -522,6 +647,7 @@ ingress_kafka_begin(struct ingress_kafka *ik, const char *id,
     p->err = RD_KAFKA_RESP_ERR_NO_ERROR;
     p->partition = -1;
     p->first_offset = -1;
+    p->chosen = -1;
     TAILQ_INSERT_TAIL(&ik->pending, p, entry);
     return p;
 }

@@ -74,7 +74,7 @@ def send(port, message, size_parameter=False):
 
 
 def topic_records(stack):
-    """Return {key: number of records} in TOPIC."""
+    """Return {key: [partition of each record]} in TOPIC."""
     consumer = Consumer({"bootstrap.servers":
                          "127.0.0.1:%d" % stack.kafka_port,
                          "group.id": "ferry-e2e-chunk-reader",
@@ -95,7 +95,7 @@ def topic_records(stack):
                 if record.error():
                     continue
                 key = record.key().decode()
-                counts[key] = counts.get(key, 0) + 1
+                counts.setdefault(key, []).append(record.partition())
                 seen = record.offset() + 1
     finally:
         consumer.close()
@@ -162,9 +162,14 @@ def test_large_message_accepted(large_run):
 
 
 def test_large_message_written_as_chunks(stack, large_run):
-    counts = topic_records(stack)
-    chunks = counts.get(large_run["envelope_id"], 0)
-    assert chunks == -(-LARGE_SIZE // DEFAULT_CHUNK_SIZE)
+    partitions = topic_records(stack).get(large_run["envelope_id"], [])
+    assert len(partitions) == -(-LARGE_SIZE // DEFAULT_CHUNK_SIZE)
+
+
+def test_large_message_chunks_share_partition(stack, large_run):
+    """The chunks must stay in one partition to keep their order."""
+    partitions = topic_records(stack).get(large_run["envelope_id"], [])
+    assert len(set(partitions)) == 1, sorted(set(partitions))
 
 
 def test_large_message_delivered_once(stack, large_run):
@@ -206,8 +211,23 @@ def test_small_message_still_one_record(stack, large_run):
     code, text, _ = send(stack.smtp_port,
                          b"Subject: small\r\n\r\nsmall body\r\n")
     assert code == 250, text
-    counts = topic_records(stack)
-    assert counts.get(corpus.queued_id(text)) == 1
+    records = topic_records(stack)
+    assert len(records.get(corpus.queued_id(text), [])) == 1
+
+
+def test_messages_spread_over_partitions(stack, large_run):
+    """Messages sent apart in time land in more than one partition, so no
+    partition, and no worker that owns it, takes all the mail."""
+    ids = []
+    for i in range(30):
+        code, text, _ = send(stack.smtp_port,
+                             b"Subject: spread %d\r\n\r\nbody\r\n" % i)
+        assert code == 250, text
+        ids.append(corpus.queued_id(text))
+        time.sleep(0.03)
+    records = topic_records(stack)
+    used = {records[i][0] for i in ids}
+    assert len(used) > 1, used
 
 
 def test_no_daemon_crashed(stack, large_run):
