@@ -72,6 +72,7 @@ static void deliver_on_delivery(rd_kafka_t *rk,
 static void deliver_consume(struct deliver_source *src);
 static void deliver_take(struct deliver_source *src,
                          const rd_kafka_message_t *msg);
+static void deliver_commit_due(struct deliver *d);
 static void deliver_serve(struct deliver *d, int timeout_ms);
 static void deliver_drain_wake(struct deliver *d);
 
@@ -473,13 +474,30 @@ deliver_run(struct deliver *d, volatile sig_atomic_t *stop)
         schedule_start_due(d);
         schedule_update_pauses(d);
         report_produce_due(d, 0);
-        if (util_monotonic_ms() >= d->next_commit_ms) {
-            group_commit(d, 0);
-            d->next_commit_ms = util_monotonic_ms() +
-                                DELIVER_COMMIT_INTERVAL_MS;
-        }
+        deliver_commit_due(d);
     }
     return d->fatal ? -1 : 0;
+}
+
+
+/*
+ * Commits every DELIVER_COMMIT_INTERVAL_MS, and at once when the last
+ * message in progress is done, so the group's lag reaches 0 when the
+ * topic is drained instead of up to an interval later.
+ */
+static void
+deliver_commit_due(struct deliver *d)
+{
+    int idle = d->in_progress == 0;
+
+    if (util_monotonic_ms() >= d->next_commit_ms ||
+        (idle && !d->committed_idle)) {
+        group_commit(d, 0);
+        d->next_commit_ms = util_monotonic_ms() + DELIVER_COMMIT_INTERVAL_MS;
+        d->committed_idle = idle;
+    }
+    if (!idle)
+        d->committed_idle = 0;
 }
 
 

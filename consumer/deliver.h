@@ -94,6 +94,8 @@ struct deliver {
     int64_t                next_probe_ms;   /* when stopped: next attempt */
     int64_t                hold_until_ms;   /* throttled: no sends before */
     int64_t                next_commit_ms;
+    int                    committed_idle;  /* committed since in_progress
+                                               last reached 0 */
     struct pacing          pacing;          /* send rate of the region */
     struct account         account;         /* where the rate comes from */
     struct report          report;          /* ferry.health counts */

@@ -189,15 +189,19 @@ schedule_wait_ms(struct deliver *d)
  * many messages in progress. A partition still collecting chunks is never
  * paused for the last reason, because its next records are what it waits
  * for.
+ *
+ * Fetching resumes while max_in_flight messages still wait behind the
+ * ones in flight, so the sends go on while the fetch restarts. A pause
+ * drops what librdkafka had fetched ahead, so the marks are far apart.
  */
 void
 schedule_update_pauses(struct deliver *d)
 {
-    size_t low = (size_t)d->cfg->deliver_max_in_flight;
+    size_t slots = (size_t)d->cfg->deliver_max_in_flight;
 
-    if (!d->flow_paused && d->in_progress >= 2 * low)
+    if (!d->flow_paused && d->in_progress >= 4 * slots)
         d->flow_paused = 1;
-    else if (d->flow_paused && d->in_progress <= low)
+    else if (d->flow_paused && d->in_progress <= 2 * slots)
         d->flow_paused = 0;
 
     for (size_t s = 0; s < d->nsources; s++) {
