@@ -3,9 +3,15 @@
 import fcntl
 import json
 import os
+import re
 import threading
 from collections import Counter
 from pathlib import Path
+
+
+# The envelope_id member of a ledger line as json.dumps writes it, when the
+# value needs no escaping (Ferry's envelope ids are ULIDs).
+ENVELOPE_ID_FIELD = re.compile(rb'"envelope_id": "([^"\\]*)"')
 
 
 class Ledger:
@@ -78,12 +84,19 @@ class Ledger:
         appended = os.pread(descriptor, size - self._counted_offset, self._counted_offset)
         self._counted_offset = size
         for line in appended.splitlines():
-            try:
-                envelope_id = json.loads(line).get("envelope_id")
-            except (ValueError, AttributeError):
-                continue  # a line cut short by a writer that crashed is not an accepted call
-            if envelope_id is not None:
-                self._attempts_by_envelope[envelope_id] += 1
+            # Only complete lines count: a line cut short by a writer that
+            # crashed is not an accepted call. Lines are written with
+            # sort_keys, so the id is found without decoding the whole line.
+            if not line.endswith(b"}"):
+                continue
+            match = ENVELOPE_ID_FIELD.search(line)
+            if match is not None:
+                envelope_id = match.group(1).decode("utf-8")
+            elif b'"envelope_id": "' in line:
+                envelope_id = json.loads(line).get("envelope_id")  # escaped
+            else:
+                continue
+            self._attempts_by_envelope[envelope_id] += 1
 
     def _write_message_file(self, message_id: str, raw_message: bytes) -> None:
         final_path = self.messages_dir / f"{message_id}.eml"
