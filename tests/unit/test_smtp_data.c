@@ -129,19 +129,33 @@ pieces_give_same_result(void **state)
 }
 
 
+/*
+ * Writes a message of a header line, a blank line and one body line of
+ * count octets of fill, then the terminator. Returns its length.
+ */
+static size_t
+one_line_message(unsigned char *input, const char *header, int fill,
+                 size_t count)
+{
+    size_t len = strlen(header);
+
+    memcpy(input, header, len);
+    memcpy(input + len, "\r\n\r\n", 4);
+    len += 4;
+    memset(input + len, fill, count);
+    len += count;
+    memcpy(input + len, "\r\n.\r\n", 5);
+    return len + 5;
+}
+
+
 static void
 long_plain_line_spans_segments(void **state)
 {
-    static unsigned char input[INPUT_MAX];
+    static unsigned char  input[INPUT_MAX];
     static struct outcome out;
-    size_t               len = 0;
-
-    memcpy(input, "Subject: x\r\n\r\n", 14);
-    len = 14;
-    memset(input + len, 'y', 2500);
-    len += 2500;
-    memcpy(input + len, "\r\n.\r\n", 5);
-    len += 5;
+    size_t                len = one_line_message(input, "Subject: x", 'y',
+                                                 2500);
 
     feed(input, len, 0, INPUT_MAX, 1000, &out);
     assert_true(out.done);
@@ -155,16 +169,9 @@ long_plain_line_spans_segments(void **state)
 static void
 size_limit_cuts_inside_a_run(void **state)
 {
-    static unsigned char input[INPUT_MAX];
+    static unsigned char  input[INPUT_MAX];
     static struct outcome out;
-    size_t               len = 0;
-
-    memcpy(input, "a: b\r\n\r\n", 8);
-    len = 8;
-    memset(input + len, 'z', 500);
-    len += 500;
-    memcpy(input + len, "\r\n.\r\n", 5);
-    len += 5;
+    size_t                len = one_line_message(input, "a: b", 'z', 500);
 
     feed(input, len, 0, 100, 4096, &out);
     assert_true(out.done);
