@@ -237,6 +237,11 @@ class Stack:
                              % result.returncode)
         self.kafka_started = True
 
+    def kafka_pid(self):
+        """Return the PID of the broker that start_kafka() started."""
+        with open(os.path.join(self.kafka_dir, "kafka.pid")) as f:
+            return int(f.read().strip())
+
     def stop_kafka(self, keep_data=False):
         if not self.kafka_started:
             return
