@@ -25,6 +25,7 @@
 #include "smtp_auth_pool.h"
 #include "smtp_server.h"
 #include "smtp_tls.h"
+#include "util.h"
 
 #define MAIN_EXIT_USAGE      64        /* EX_USAGE of sysexits.h */
 #define MAIN_EXIT_CONFIG     78        /* EX_CONFIG */
@@ -137,6 +138,8 @@ main(int argc, char **argv)
 
     /* Resources: the event loop, the Kafka producer, the listener. */
     signal(SIGPIPE, SIG_IGN);
+    /* Ingress nodes started together must not fill the same partitions. */
+    srandom((unsigned)(util_now_ms() ^ getpid()));
     if ((base = event_base_new()) == NULL) {
         log_error(NULL, "startup-failed", "error=\"cannot create the event "
                   "loop\"");
