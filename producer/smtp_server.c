@@ -650,9 +650,12 @@ smtp_server_tls_done(struct smtp_conn *c)
              smtp_session_id(c->s), SSL_get_version(ssl),
              SSL_get_cipher_name(ssl));
 
-    /* Octets read before the handshake ended are not commands. */
-    evbuffer_drain(bufferevent_get_input(c->bev),
-                   evbuffer_get_length(bufferevent_get_input(c->bev)));
+    /*
+     * What was pipelined in clear text behind STARTTLS was discarded
+     * before the handshake began. The input holds decrypted text only, so
+     * the client sent it after its Finished message, as TLS 1.3 allows in
+     * the same packet: it is the first command of the secure session.
+     */
     smtp_server_process(c);
 }
 

@@ -1443,6 +1443,9 @@ void
 smtp_session_tls_started(struct smtp_session *s, const char *protocol,
                          const char *cipher)
 {
+    /* A shutdown may close the session while its handshake runs. */
+    if (s->state == SMTP_STATE_CLOSED)
+        return;
     if (s->state != SMTP_STATE_STARTTLS) {
         log_error(NULL, "tls-started-unexpected", "session=%s state=%s",
                   s->id, smtp_state_names[s->state]);

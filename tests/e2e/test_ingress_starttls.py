@@ -182,6 +182,50 @@ def test_pipelined_after_starttls_discarded(tls_stack):
         assert "starttls-input-discarded" in f.read()
 
 
+def test_command_in_handshake_packet_answered(tls_stack):
+    """A TLS 1.3 client may send its first command in the same packet as
+    its Finished message; that command must be answered, not dropped."""
+    raw = socket.create_connection(("127.0.0.1", tls_stack.smtp_port),
+                                   timeout=10)
+    plain = raw.makefile("rb")
+    assert read_reply(plain).startswith("220 ")
+    raw.sendall(b"EHLO client.ferry.test\r\n")
+    read_reply(plain)
+    raw.sendall(b"STARTTLS\r\n")
+    assert read_reply(plain).startswith("220 2.0.0")
+
+    # The handshake runs through memory buffers, so the Finished message
+    # and the EHLO leave in one write.
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context().wrap_bio(incoming, outgoing,
+                                    server_hostname="ingress")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                raw.sendall(outgoing.read())
+            incoming.write(raw.recv(65536))
+    assert tls.version() == "TLSv1.3"
+    tls.write(b"EHLO client.ferry.test\r\n")
+    raw.sendall(outgoing.read())
+
+    reply = b""
+    while not any(line.startswith(b"250 ") for line in reply.splitlines()):
+        data = raw.recv(65536)
+        assert data, "connection closed before the EHLO reply"
+        incoming.write(data)
+        # One read returns at most one record's text.
+        while True:
+            try:
+                reply += tls.read(65536)
+            except ssl.SSLWantReadError:
+                break
+    assert reply.startswith(b"250-"), reply
+    raw.close()
+
+
 def peer_certificate(stack):
     with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as c:
         c.ehlo("client.ferry.test")
