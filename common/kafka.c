@@ -1,6 +1,7 @@
 #include "kafka.h"
 
 #include <stdio.h>
+#include <string.h>
 
 
 rd_kafka_conf_t *
@@ -31,6 +32,16 @@ kafka_conf_new(const struct config *cfg, char *err, size_t errlen)
 fail:
     rd_kafka_conf_destroy(conf);
     return NULL;
+}
+
+
+bool
+kafka_property_given(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nkafka_properties; i++)
+        if (strcmp(cfg->kafka_properties[i].name, name) == 0)
+            return true;
+    return false;
 }
 
 

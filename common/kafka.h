@@ -5,6 +5,7 @@
 #define FERRY_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -17,6 +18,9 @@
  */
 rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, char *err,
                                 size_t errlen);
+
+/* Returns true when kafka.properties in cfg sets the property name. */
+bool kafka_property_given(const struct config *cfg, const char *name);
 
 /*
  * Sets one property the caller's role depends on; fills err on failure.

@@ -54,7 +54,6 @@ static const char *const deliver_consumer_forced[][2] = {
     { "enable.partition.eof", "false" },
 };
 
-static int deliver_user_sets(const struct config *cfg, const char *name);
 static rd_kafka_t *deliver_new_producer(struct deliver *d, char *err,
                                         size_t errlen);
 static void deliver_plan_sources(struct deliver *d);
@@ -204,17 +203,6 @@ fail:
 }
 
 
-/* True when kafka.properties names this property. */
-static int
-deliver_user_sets(const struct config *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->nkafka_properties; i++)
-        if (strcmp(cfg->kafka_properties[i].name, name) == 0)
-            return 1;
-    return 0;
-}
-
-
 /* The idempotent, acks=all producer of ferry.delivered and mail.R.dead. */
 static rd_kafka_t *
 deliver_new_producer(struct deliver *d, char *err, size_t errlen)
@@ -315,7 +303,7 @@ deliver_new_consumer(struct deliver *d, struct deliver_source *src,
         return -1;
     for (size_t i = 0; i < sizeof(deliver_consumer_defaults) /
                            sizeof(*deliver_consumer_defaults); i++) {
-        if (deliver_user_sets(d->cfg, deliver_consumer_defaults[i][0]))
+        if (kafka_property_given(d->cfg, deliver_consumer_defaults[i][0]))
             continue;
         if (kafka_conf_set(conf, deliver_consumer_defaults[i][0],
                            deliver_consumer_defaults[i][1], err,

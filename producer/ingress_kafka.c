@@ -102,17 +102,6 @@ static void ingress_kafka_log_outcome(struct ingress_kafka *ik,
                                       struct ingress_kafka_pending *p);
 
 
-/* True when kafka.properties sets the librdkafka property name. */
-static bool
-ingress_kafka_property_set(const struct config *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->nkafka_properties; i++)
-        if (strcmp(cfg->kafka_properties[i].name, name) == 0)
-            return true;
-    return false;
-}
-
-
 /*
  * Builds the producer configuration: the operator's properties, a shorter
  * batch wait unless they set one, then the settings that the 250 reply
@@ -150,8 +139,8 @@ ingress_kafka_conf_new(const struct config *cfg, char *err, size_t errlen)
      * librdkafka's 5 gave about a fifth more messages per second at 50
      * sessions of smtp-source against the local broker.
      */
-    if (!ingress_kafka_property_set(cfg, "linger.ms") &&
-        !ingress_kafka_property_set(cfg, "queue.buffering.max.ms") &&
+    if (!kafka_property_given(cfg, "linger.ms") &&
+        !kafka_property_given(cfg, "queue.buffering.max.ms") &&
         kafka_conf_set(conf, "linger.ms", INGRESS_KAFKA_LINGER_MS, err,
                        errlen)) {
         rd_kafka_conf_destroy(conf);
