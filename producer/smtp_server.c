@@ -652,9 +652,10 @@ smtp_server_tls_done(struct smtp_conn *c)
 
     /*
      * What was pipelined in clear text behind STARTTLS was discarded
-     * before the handshake began. The input holds decrypted text only, so
-     * the client sent it after its Finished message, as TLS 1.3 allows in
-     * the same packet: it is the first command of the secure session.
+     * before the handshake began. The input now contains decrypted text
+     * only, which the client sent after its Finished message, as TLS 1.3
+     * allows in the same packet. It is the first command of the secure
+     * session.
      */
     smtp_server_process(c);
 }

@@ -184,7 +184,7 @@ def test_pipelined_after_starttls_discarded(tls_stack):
 
 def test_command_in_handshake_packet_answered(tls_stack):
     """A TLS 1.3 client may send its first command in the same packet as
-    its Finished message; that command must be answered, not dropped."""
+    its Finished message. That command gets its reply and is not dropped."""
     raw = socket.create_connection(("127.0.0.1", tls_stack.smtp_port),
                                    timeout=10)
     plain = raw.makefile("rb")
