@@ -112,6 +112,7 @@ static const struct config_key config_ingress_keys[] = {
     KEY("http_listen", CONFIG_STRING, ingress_http_listen, "", 0, 0, NULL),
     KEY("credentials_file", CONFIG_STRING, ingress_credentials_file, "", 0,
         0, NULL),
+    KEY("threads", CONFIG_INT, ingress_threads, "0", 0, 256, NULL),
     KEY("auth_threads", CONFIG_INT, ingress_auth_threads, "2", 1, 64, NULL),
     KEY("max_auth_queue", CONFIG_INT, ingress_max_auth_queue, "64", 1,
         100000, NULL),
@@ -486,8 +487,8 @@ config_read_ingress(struct config_reader *r, struct config *cfg,
         "data_initiation_timeout_seconds", "data_block_timeout_seconds",
         "data_termination_timeout_seconds", "max_connections",
         "max_connections_per_client", "max_commands", "max_errors",
-        "http_listen", "credentials_file", "auth_threads", "max_auth_queue",
-        "proxy_protocol", "proxy_networks", NULL
+        "http_listen", "credentials_file", "threads", "auth_threads",
+        "max_auth_queue", "proxy_protocol", "proxy_networks", NULL
     };
     yaml_node_pair_t *pair;
 

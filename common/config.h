@@ -88,6 +88,7 @@ struct config {
     int64_t                ingress_max_errors;       /* per session */
     char                  *ingress_http_listen;     /* host:port; "" off */
     char                  *ingress_credentials_file; /* "": no AUTH */
+    int64_t                ingress_threads;          /* event loops; 0: CPUs */
     int64_t                ingress_auth_threads;     /* password checks */
     int64_t                ingress_max_auth_queue;   /* checks waiting */
     int                    ingress_proxy_protocol;  /* 1: header required */

@@ -1,20 +1,24 @@
 #include "ingress_kafka.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "kafka.h"
 #include "log.h"
+#include "mailbox.h"
 #include "util.h"
 
-/* Safety-net poll interval, for a wakeup lost on the pipe. */
+/* Longest wait of the report thread in one poll. */
 #define INGRESS_KAFKA_POLL_MS        100
+
+/* Interval of ingress_kafka_flush()'s checks of the queue. */
+#define INGRESS_KAFKA_FLUSH_STEP_MS  5
 
 /* Batch wait (linger.ms) unless kafka.properties sets one. */
 #define INGRESS_KAFKA_LINGER_MS      "2"
@@ -25,8 +29,15 @@
 /* Maximum wait for the reports of purged messages when destroying. */
 #define INGRESS_KAFKA_PURGE_WAIT_MS  2000
 
+/*
+ * A message in flight. Every field below item is guarded by the lock of
+ * its ingress_kafka.
+ */
 struct ingress_kafka_pending {
     TAILQ_ENTRY(ingress_kafka_pending) entry;
+    struct ingress_kafka              *ik;
+    struct mailbox_item                item;        /* the outcome, posted */
+    struct mailbox                    *mailbox;     /* of the caller's loop */
     char                               id[ENVELOPE_ID_LEN + 1];
     char                              *topic;
     int64_t                            started_ms;
@@ -41,6 +52,8 @@ struct ingress_kafka_pending {
     uint32_t                           acked;       /* successful reports */
     bool                               sealed;      /* no more records */
     rd_kafka_resp_err_t                err;         /* first failure */
+    bool                               posted;      /* item waits to run */
+    rd_kafka_resp_err_t                outcome;     /* what item reports */
     int32_t                            partition;
     int64_t                            first_offset;
     int32_t                            chosen;      /* -1 until the first
@@ -51,11 +64,17 @@ TAILQ_HEAD(ingress_kafka_pending_list, ingress_kafka_pending);
 
 struct ingress_kafka {
     const struct config               *cfg;
-    struct event_base                 *base;
+    /*
+     * The producer. Loops produce with the read lock held; the report
+     * thread, the only one that replaces it, holds the write lock then.
+     */
+    pthread_rwlock_t                   rk_lock;
     rd_kafka_t                        *rk;
-    int                                wakeup[2];   /* pipe: read, write */
-    struct event                      *wakeup_event;
-    struct event                      *poll_timer;
+    pthread_t                          reporter;
+    bool                               reporter_started;
+    volatile sig_atomic_t              stopping;
+    /* Guards the pending messages and the fields below. */
+    pthread_mutex_t                    lock;
     struct ingress_kafka_pending_list  pending;
     bool                               fatal;
     bool                               broken;
@@ -63,8 +82,8 @@ struct ingress_kafka {
     uint64_t                           restarts;
     /*
      * The sticky partition choice. librdkafka calls the partitioner from
-     * this thread and, for records produced before the topic's metadata
-     * arrived, from its own, hence the lock.
+     * the producing loops and, for records produced before the topic's
+     * metadata arrived, from its own threads, hence its own lock.
      */
     pthread_mutex_t                    sticky_lock;
     uint32_t                           sticky_seed;
@@ -80,11 +99,8 @@ static void ingress_kafka_set_partitioner(struct ingress_kafka *ik,
                                           rd_kafka_conf_t *conf);
 static void ingress_kafka_stop(struct ingress_kafka *ik);
 static void ingress_kafka_restart(struct ingress_kafka *ik);
-static void ingress_kafka_poll(struct ingress_kafka *ik);
-static void ingress_kafka_on_wakeup(evutil_socket_t fd, short what,
-                                    void *arg);
-static void ingress_kafka_on_timer(evutil_socket_t fd, short what,
-                                   void *arg);
+static void *ingress_kafka_report_main(void *arg);
+static void ingress_kafka_on_outcome(struct mailbox_item *item);
 static void ingress_kafka_on_delivery(rd_kafka_t *rk,
                                       const rd_kafka_message_t *m,
                                       void *opaque);
@@ -96,6 +112,8 @@ static int32_t ingress_kafka_partition(const rd_kafka_topic_t *rkt,
                                        void *rkt_opaque, void *msg_opaque);
 static void ingress_kafka_notify(struct ingress_kafka_pending *p,
                                  rd_kafka_resp_err_t err);
+static void ingress_kafka_release_if_done(struct ingress_kafka *ik,
+                                          struct ingress_kafka_pending *p);
 static void ingress_kafka_release(struct ingress_kafka *ik,
                                   struct ingress_kafka_pending *p);
 static void ingress_kafka_log_outcome(struct ingress_kafka *ik,
@@ -217,37 +235,33 @@ ingress_kafka_check(const struct config *cfg, char *err, size_t errlen)
 
 
 struct ingress_kafka *
-ingress_kafka_new(const struct config *cfg, struct event_base *base,
-                  char *err, size_t errlen)
+ingress_kafka_new(const struct config *cfg, char *err, size_t errlen)
 {
     struct ingress_kafka *ik = xcalloc(1, sizeof(*ik));
-    struct timeval        tv = { 0, INGRESS_KAFKA_POLL_MS * 1000 };
+    sigset_t              all, saved;
+    int                   rc;
 
     ik->cfg = cfg;
-    ik->base = base;
-    ik->wakeup[0] = ik->wakeup[1] = -1;
     TAILQ_INIT(&ik->pending);
+    pthread_rwlock_init(&ik->rk_lock, NULL);
+    pthread_mutex_init(&ik->lock, NULL);
     pthread_mutex_init(&ik->sticky_lock, NULL);
     ik->sticky_seed = (uint32_t)random();
 
-    if (pipe2(ik->wakeup, O_NONBLOCK | O_CLOEXEC) == -1) {
-        snprintf(err, errlen, "cannot create the Kafka wakeup pipe: %s",
-                 strerror(errno));
-        goto fail;
-    }
-    ik->wakeup_event = event_new(base, ik->wakeup[0], EV_READ | EV_PERSIST,
-                                 ingress_kafka_on_wakeup, ik);
-    ik->poll_timer = event_new(base, -1, EV_PERSIST, ingress_kafka_on_timer,
-                               ik);
-    if (ik->wakeup_event == NULL || ik->poll_timer == NULL ||
-        event_add(ik->wakeup_event, NULL) == -1 ||
-        event_add(ik->poll_timer, &tv) == -1) {
-        snprintf(err, errlen, "cannot register the Kafka events");
-        goto fail;
-    }
-
     if (ingress_kafka_start(ik, err, errlen) == -1)
         goto fail;
+
+    /* Signals go to the main thread, whose event loop handles them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    rc = pthread_create(&ik->reporter, NULL, ingress_kafka_report_main, ik);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the Kafka report thread: %s",
+                 strerror(rc));
+        goto fail;
+    }
+    ik->reporter_started = true;
     return ik;
 
 fail:
@@ -256,22 +270,29 @@ fail:
 }
 
 
+/*
+ * Stops the report thread and the producer. The loops have stopped, so
+ * the outcomes posted to them are never run: every message left is freed
+ * here.
+ */
 void
 ingress_kafka_free(struct ingress_kafka *ik)
 {
+    struct ingress_kafka_pending *p;
+
     if (ik == NULL)
         return;
 
+    if (ik->reporter_started) {
+        ik->stopping = 1;
+        pthread_join(ik->reporter, NULL);
+    }
     ingress_kafka_stop(ik);
-    if (ik->wakeup_event != NULL)
-        event_free(ik->wakeup_event);
-    if (ik->poll_timer != NULL)
-        event_free(ik->poll_timer);
-    if (ik->wakeup[0] != -1)
-        close(ik->wakeup[0]);
-    if (ik->wakeup[1] != -1)
-        close(ik->wakeup[1]);
+    while ((p = TAILQ_FIRST(&ik->pending)) != NULL)
+        ingress_kafka_release(ik, p);
     pthread_mutex_destroy(&ik->sticky_lock);
+    pthread_mutex_destroy(&ik->lock);
+    pthread_rwlock_destroy(&ik->rk_lock);
     free(ik);
 }
 
@@ -347,12 +368,12 @@ ingress_kafka_partition(const rd_kafka_topic_t *rkt, const void *key,
 }
 
 
-/* Creates the producer and routes its reports through the wakeup pipe. */
+/* Creates the producer, whose reports the report thread serves. */
 static int
 ingress_kafka_start(struct ingress_kafka *ik, char *err, size_t errlen)
 {
     rd_kafka_conf_t  *conf;
-    rd_kafka_queue_t *queue;
+    rd_kafka_t       *rk;
     char              why[512];
 
     if ((conf = ingress_kafka_conf_new(ik->cfg, err, errlen)) == NULL)
@@ -363,56 +384,62 @@ ingress_kafka_start(struct ingress_kafka *ik, char *err, size_t errlen)
     rd_kafka_conf_set_error_cb(conf, ingress_kafka_on_error);
     rd_kafka_conf_set_log_cb(conf, ingress_kafka_log);
 
-    ik->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
-    if (ik->rk == NULL) {
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (rk == NULL) {
         /* rd_kafka_new() takes conf only when it succeeds. */
         rd_kafka_conf_destroy(conf);
         snprintf(err, errlen, "cannot create the Kafka producer: %s", why);
         return -1;
     }
 
-    /*
-     * librdkafka writes one byte to the pipe when its main queue, which
-     * carries the delivery reports, stops being empty.
-     */
-    queue = rd_kafka_queue_get_main(ik->rk);
-    rd_kafka_queue_io_event_enable(queue, ik->wakeup[1], "r", 1);
-    rd_kafka_queue_destroy(queue);
+    pthread_rwlock_wrlock(&ik->rk_lock);
+    ik->rk = rk;
+    pthread_rwlock_unlock(&ik->rk_lock);
+    pthread_mutex_lock(&ik->lock);
     ik->fatal = false;
+    pthread_mutex_unlock(&ik->lock);
     return 0;
 }
 
 
 /*
- * Destroys the producer. Queued and in-flight messages are purged, and
- * their reports (failures) are served here. Pending objects that never
- * got a report are freed last, since librdkafka no longer refers to them.
+ * Destroys the producer, on the report thread or once it has stopped.
+ * Queued and in-flight messages are purged, and their reports (failures)
+ * are served here. Messages that never got a report end with
+ * RD_KAFKA_RESP_ERR__DESTROY, since librdkafka no longer refers to them.
  */
 static void
 ingress_kafka_stop(struct ingress_kafka *ik)
 {
-    struct ingress_kafka_pending *p;
-    rd_kafka_queue_t             *queue;
+    struct ingress_kafka_pending *p, *next;
+    rd_kafka_t                   *rk = ik->rk;
 
-    if (ik->rk == NULL)
+    if (rk == NULL)
         return;
 
-    rd_kafka_purge(ik->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_flush(ik->rk, INGRESS_KAFKA_PURGE_WAIT_MS);
-    rd_kafka_poll(ik->rk, 0);
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(rk, INGRESS_KAFKA_PURGE_WAIT_MS);
+    rd_kafka_poll(rk, 0);
 
-    queue = rd_kafka_queue_get_main(ik->rk);
-    rd_kafka_queue_io_event_enable(queue, -1, NULL, 0);
-    rd_kafka_queue_destroy(queue);
-    rd_kafka_destroy(ik->rk);
+    /* Loops still producing wait for the lock, then find no producer. */
+    pthread_rwlock_wrlock(&ik->rk_lock);
     ik->rk = NULL;
+    pthread_rwlock_unlock(&ik->rk_lock);
+    rd_kafka_destroy(rk);
 
-    while ((p = TAILQ_FIRST(&ik->pending)) != NULL) {
+    pthread_mutex_lock(&ik->lock);
+    for (p = TAILQ_FIRST(&ik->pending); p != NULL; p = next) {
+        next = TAILQ_NEXT(p, entry);
+        if (p->reported == p->queued)
+            continue;
         log_warn(p->id, "produce-abandoned", "topic=%s chunks=%u reported=%u",
                  p->topic, p->chunk_count, p->reported);
+        p->reported = p->queued;
+        p->sealed = true;
         ingress_kafka_notify(p, RD_KAFKA_RESP_ERR__DESTROY);
-        ingress_kafka_release(ik, p);
+        ingress_kafka_release_if_done(ik, p);
     }
+    pthread_mutex_unlock(&ik->lock);
 }
 
 
@@ -424,7 +451,8 @@ ingress_kafka_stop(struct ingress_kafka *ik)
 static void
 ingress_kafka_restart(struct ingress_kafka *ik)
 {
-    struct ingress_kafka_pending *p, *next;
+    struct ingress_kafka_pending *p;
+    uint64_t                      restarts;
     char                          reason[512];
     char                          quoted[600];
     char                          err[512];
@@ -435,59 +463,59 @@ ingress_kafka_restart(struct ingress_kafka *ik)
               rd_kafka_err2name(code),
               log_quote(quoted, sizeof(quoted), reason));
 
-    for (p = TAILQ_FIRST(&ik->pending); p != NULL; p = next) {
-        void (*done)(void *, rd_kafka_resp_err_t) = p->done;
-        void  *arg = p->arg;
-
-        /* Detaching may free p, so the next one is taken first. */
-        next = TAILQ_NEXT(p, entry);
-        if (done == NULL)
+    /* Waiting callers get their 451 now; later reports are only logged. */
+    pthread_mutex_lock(&ik->lock);
+    TAILQ_FOREACH(p, &ik->pending, entry) {
+        if (p->done == NULL || p->posted)
             continue;
-        ingress_kafka_detach(ik, p, INGRESS_KAFKA_REPLIED);
-        done(arg, RD_KAFKA_RESP_ERR__FATAL);
+        ingress_kafka_notify(p, RD_KAFKA_RESP_ERR__FATAL);
+        p->detached = true;
+        p->reason = INGRESS_KAFKA_REPLIED;
     }
+    pthread_mutex_unlock(&ik->lock);
 
     ingress_kafka_stop(ik);
     if (ingress_kafka_start(ik, err, sizeof(err)) == -1) {
         log_error(NULL, "producer-restart-failed", "error=%s",
                   log_quote(quoted, sizeof(quoted), err));
+        pthread_mutex_lock(&ik->lock);
         ik->broken = true;
-        event_base_loopexit(ik->base, NULL);
+        pthread_mutex_unlock(&ik->lock);
         return;
     }
-    ik->restarts++;
+    pthread_mutex_lock(&ik->lock);
+    restarts = ++ik->restarts;
+    pthread_mutex_unlock(&ik->lock);
     log_warn(NULL, "producer-restarted", "restarts=%llu",
-             (unsigned long long)ik->restarts);
+             (unsigned long long)restarts);
 }
 
 
-/* Serves delivery reports and errors, then acts on a fatal error. */
-static void
-ingress_kafka_poll(struct ingress_kafka *ik)
+/*
+ * Serves delivery reports and errors until the ingress stops, and
+ * replaces the producer after a fatal error. After a failed replacement
+ * it only waits for the end: ingress_kafka_broken() tells the caller.
+ */
+static void *
+ingress_kafka_report_main(void *arg)
 {
-    if (ik->rk == NULL)
-        return;
-    rd_kafka_poll(ik->rk, 0);
-    if (ik->fatal)
-        ingress_kafka_restart(ik);
-}
+    struct ingress_kafka *ik = arg;
+    struct timespec       pause = { 0, INGRESS_KAFKA_POLL_MS * 1000000L };
+    bool                  fatal;
 
-
-static void
-ingress_kafka_on_wakeup(evutil_socket_t fd, short what, void *arg)
-{
-    char buf[64];
-
-    while (read(fd, buf, sizeof(buf)) > 0)
-        continue;
-    ingress_kafka_poll(arg);
-}
-
-
-static void
-ingress_kafka_on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    ingress_kafka_poll(arg);
+    while (!ik->stopping) {
+        if (ik->rk == NULL) {
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        rd_kafka_poll(ik->rk, INGRESS_KAFKA_POLL_MS);
+        pthread_mutex_lock(&ik->lock);
+        fatal = ik->fatal;
+        pthread_mutex_unlock(&ik->lock);
+        if (fatal)
+            ingress_kafka_restart(ik);
+    }
+    return NULL;
 }
 
 
@@ -503,6 +531,7 @@ ingress_kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
     struct ingress_kafka_pending *p = m->_private;
     int64_t                       latency = util_monotonic_ms() - p->started_ms;
 
+    pthread_mutex_lock(&ik->lock);
     p->reported++;
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         log_warn(p->id, "produce-failed", "topic=%s error=%s chunks=%u "
@@ -528,8 +557,8 @@ ingress_kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
         }
     }
 
-    if (p->sealed && p->reported == p->queued)
-        ingress_kafka_release(ik, p);
+    ingress_kafka_release_if_done(ik, p);
+    pthread_mutex_unlock(&ik->lock);
 }
 
 
@@ -555,15 +584,61 @@ ingress_kafka_log_outcome(struct ingress_kafka *ik,
 }
 
 
-/* Calls the waiting callback, if any, once. */
+/*
+ * Posts the outcome to the caller's loop, if the caller still waits and
+ * has no outcome coming already. Called with the lock held.
+ */
 static void
 ingress_kafka_notify(struct ingress_kafka_pending *p, rd_kafka_resp_err_t err)
 {
-    void (*done)(void *, rd_kafka_resp_err_t) = p->done;
+    if (p->done == NULL || p->posted)
+        return;
+    p->posted = true;
+    p->outcome = err;
+    mailbox_post(p->mailbox, &p->item);
+}
 
+
+/*
+ * Runs on the caller's loop: calls the callback once, unless the caller
+ * detached meanwhile, and frees the message if nothing else refers to it.
+ */
+static void
+ingress_kafka_on_outcome(struct mailbox_item *item)
+{
+    struct ingress_kafka_pending *p = (struct ingress_kafka_pending *)(void *)
+        ((char *)item - offsetof(struct ingress_kafka_pending, item));
+    struct ingress_kafka         *ik = p->ik;
+    void                        (*done)(void *, rd_kafka_resp_err_t);
+    void                         *arg;
+    rd_kafka_resp_err_t           err;
+
+    pthread_mutex_lock(&ik->lock);
+    p->posted = false;
+    done = p->done;
+    arg = p->arg;
+    err = p->outcome;
     p->done = NULL;
+    p->arg = NULL;
+    ingress_kafka_release_if_done(ik, p);
+    pthread_mutex_unlock(&ik->lock);
+
     if (done != NULL)
-        done(p->arg, err);
+        done(arg, err);
+}
+
+
+/*
+ * Frees p once no record, caller or posted outcome refers to it. Called
+ * with the lock held.
+ */
+static void
+ingress_kafka_release_if_done(struct ingress_kafka *ik,
+                              struct ingress_kafka_pending *p)
+{
+    if (p->sealed && p->reported == p->queued && !p->posted &&
+        p->done == NULL)
+        ingress_kafka_release(ik, p);
 }
 
 
@@ -586,7 +661,9 @@ ingress_kafka_on_error(rd_kafka_t *rk, int err, const char *reason,
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         /* Acted on after rd_kafka_poll() returns, not inside it. */
+        pthread_mutex_lock(&ik->lock);
         ik->fatal = true;
+        pthread_mutex_unlock(&ik->lock);
         return;
     }
     log_warn(NULL, "kafka-error", "error=%s reason=%s",
@@ -620,13 +697,16 @@ ingress_kafka_log(const rd_kafka_t *rk, int level, const char *facility,
 
 
 struct ingress_kafka_pending *
-ingress_kafka_begin(struct ingress_kafka *ik, const char *id,
-                    const char *topic, uint32_t chunk_count,
+ingress_kafka_begin(struct ingress_kafka *ik, struct mailbox *mailbox,
+                    const char *id, const char *topic, uint32_t chunk_count,
                     void (*done)(void *arg, rd_kafka_resp_err_t err),
                     void *arg)
 {
     struct ingress_kafka_pending *p = xcalloc(1, sizeof(*p));
 
+    p->ik = ik;
+    p->item.run = ingress_kafka_on_outcome;
+    p->mailbox = mailbox;
     snprintf(p->id, sizeof(p->id), "%s", id);
     p->topic = xstrdup(topic);
     p->started_ms = util_monotonic_ms();
@@ -637,7 +717,9 @@ ingress_kafka_begin(struct ingress_kafka *ik, const char *id,
     p->partition = -1;
     p->first_offset = -1;
     p->chosen = -1;
+    pthread_mutex_lock(&ik->lock);
     TAILQ_INSERT_TAIL(&ik->pending, p, entry);
+    pthread_mutex_unlock(&ik->lock);
     return p;
 }
 
@@ -647,37 +729,39 @@ ingress_kafka_produce(struct ingress_kafka *ik,
                       struct ingress_kafka_pending *p,
                       const struct envelope *env, rd_kafka_resp_err_t *errp)
 {
-    unsigned char      *value;
     size_t              len;
-    rd_kafka_resp_err_t err;
+    unsigned char      *value = envelope_encode(env, &len);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__STATE;
 
-    if (ik->rk == NULL) {
-        *errp = RD_KAFKA_RESP_ERR__STATE;
-        return -1;
-    }
-
-    value = envelope_encode(env, &len);
-    err = rd_kafka_producev(ik->rk,
-                            RD_KAFKA_V_TOPIC(p->topic),
-                            RD_KAFKA_V_KEY(p->id, ENVELOPE_ID_LEN),
-                            RD_KAFKA_V_VALUE(value, len),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-                            RD_KAFKA_V_OPAQUE(p),
-                            RD_KAFKA_V_END);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        /* On failure the value stays ours despite RD_KAFKA_MSG_F_FREE. */
-        log_warn(p->id, "produce-failed", "topic=%s error=%s chunk=%u "
-                 "chunks=%u", p->topic, rd_kafka_err2name(err),
-                 env->chunk_index, p->chunk_count);
-        free(value);
-        *errp = err;
-        return -1;
-    }
-
-    /* librdkafka frees value after the report. */
+    /* Counted first: the report may come before producev() returns. */
+    pthread_mutex_lock(&ik->lock);
     if (++p->queued == p->chunk_count)
         p->sealed = true;
-    return 0;
+    pthread_mutex_unlock(&ik->lock);
+
+    pthread_rwlock_rdlock(&ik->rk_lock);
+    if (ik->rk != NULL)
+        err = rd_kafka_producev(ik->rk,
+                                RD_KAFKA_V_TOPIC(p->topic),
+                                RD_KAFKA_V_KEY(p->id, ENVELOPE_ID_LEN),
+                                RD_KAFKA_V_VALUE(value, len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                                RD_KAFKA_V_OPAQUE(p),
+                                RD_KAFKA_V_END);
+    pthread_rwlock_unlock(&ik->rk_lock);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;     /* librdkafka frees value after the report */
+
+    /* On failure the value stays ours despite RD_KAFKA_MSG_F_FREE. */
+    log_warn(p->id, "produce-failed", "topic=%s error=%s chunk=%u "
+             "chunks=%u", p->topic, rd_kafka_err2name(err),
+             env->chunk_index, p->chunk_count);
+    free(value);
+    pthread_mutex_lock(&ik->lock);
+    p->queued--;
+    pthread_mutex_unlock(&ik->lock);
+    *errp = err;
+    return -1;
 }
 
 
@@ -685,42 +769,73 @@ void
 ingress_kafka_detach(struct ingress_kafka *ik, struct ingress_kafka_pending *p,
                      enum ingress_kafka_detach_reason reason)
 {
+    pthread_mutex_lock(&ik->lock);
     p->done = NULL;
     p->arg = NULL;
     p->detached = true;
     p->reason = reason;
     p->sealed = true;
-    if (p->reported == p->queued)
-        ingress_kafka_release(ik, p);
+    ingress_kafka_release_if_done(ik, p);
+    pthread_mutex_unlock(&ik->lock);
 }
 
 
+/*
+ * Waits until librdkafka has no record left to send or acknowledge and
+ * no report left for the report thread to serve, or until timeout_ms.
+ */
 int
 ingress_kafka_flush(struct ingress_kafka *ik, int timeout_ms)
 {
-    if (ik->rk == NULL)
-        return 0;
-    rd_kafka_flush(ik->rk, timeout_ms);
-    return rd_kafka_outq_len(ik->rk);
+    struct timespec step = { 0, INGRESS_KAFKA_FLUSH_STEP_MS * 1000000L };
+    int64_t         deadline = util_monotonic_ms() + timeout_ms;
+    int             left = 0;
+
+    for (;;) {
+        pthread_rwlock_rdlock(&ik->rk_lock);
+        left = ik->rk != NULL ? rd_kafka_outq_len(ik->rk) : 0;
+        pthread_rwlock_unlock(&ik->rk_lock);
+        if (left == 0 || util_monotonic_ms() >= deadline)
+            return left;
+        nanosleep(&step, NULL);
+    }
 }
 
 
 bool
-ingress_kafka_broken(const struct ingress_kafka *ik)
+ingress_kafka_broken(struct ingress_kafka *ik)
 {
-    return ik->broken;
+    bool broken;
+
+    pthread_mutex_lock(&ik->lock);
+    broken = ik->broken;
+    pthread_mutex_unlock(&ik->lock);
+    return broken;
 }
 
 
 bool
-ingress_kafka_usable(const struct ingress_kafka *ik)
+ingress_kafka_usable(struct ingress_kafka *ik)
 {
-    return ik->rk != NULL && !ik->fatal && !ik->broken;
+    bool usable;
+
+    pthread_rwlock_rdlock(&ik->rk_lock);
+    usable = ik->rk != NULL;
+    pthread_rwlock_unlock(&ik->rk_lock);
+    pthread_mutex_lock(&ik->lock);
+    usable = usable && !ik->fatal && !ik->broken;
+    pthread_mutex_unlock(&ik->lock);
+    return usable;
 }
 
 
 uint64_t
-ingress_kafka_late_acks(const struct ingress_kafka *ik)
+ingress_kafka_late_acks(struct ingress_kafka *ik)
 {
-    return ik->late_acks;
+    uint64_t n;
+
+    pthread_mutex_lock(&ik->lock);
+    n = ik->late_acks;
+    pthread_mutex_unlock(&ik->lock);
+    return n;
 }

@@ -1,25 +1,26 @@
 /*
- * ingress_kafka: the idempotent producer of the ingress, served by the
- * libevent loop.
+ * ingress_kafka: the idempotent producer of the ingress, one per process,
+ * shared by its event loops.
  *
  * Every message gets a pending object that librdkafka carries as the
  * opaque of each of its records (chunks) until their delivery reports.
- * It is freed once every queued record has its report, or when the
- * producer is destroyed, and never by the caller. A session that stops
- * waiting (ack deadline, client gone, shutdown, a chunk that could not be
- * queued) detaches from it with ingress_kafka_detach(); the reports then
- * only log the late outcome.
+ * A thread of its own serves the reports and posts each message's outcome
+ * to the mailbox of the loop that started it, which calls the message's
+ * callback. The object is freed once every queued record has its report
+ * and the outcome has run, or when the producer is destroyed, and never
+ * by the caller. A session that stops waiting (ack deadline, client gone,
+ * shutdown, a chunk that could not be queued) detaches from it with
+ * ingress_kafka_detach(); the reports then only log the late outcome.
+ * Each message is used from the loop that started it only.
  *
  * When the producer raises a fatal error, every waiting caller gets
  * RD_KAFKA_RESP_ERR__FATAL through its callback, and the producer is
- * destroyed and created again. If that fails, the event loop is stopped
- * and ingress_kafka_broken() returns true, so the process can exit for
- * its supervisor to restart it.
+ * destroyed and created again. If that fails, ingress_kafka_broken()
+ * returns true, so the process can exit for its supervisor to restart it.
  */
 #ifndef FERRY_INGRESS_KAFKA_H
 #define FERRY_INGRESS_KAFKA_H
 
-#include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,6 +28,7 @@
 
 #include "config.h"
 #include "envelope.h"
+#include "mailbox.h"
 
 enum ingress_kafka_detach_reason {
     INGRESS_KAFKA_REPLIED,      /* the client already got a 4xx reply */
@@ -52,22 +54,25 @@ int64_t ingress_kafka_record_max(const struct config *cfg);
  */
 int ingress_kafka_check(const struct config *cfg, char *err, size_t errlen);
 
-struct ingress_kafka *ingress_kafka_new(const struct config *cfg,
-                                        struct event_base *base, char *err,
+/* Creates the producer and starts the thread that serves its reports. */
+struct ingress_kafka *ingress_kafka_new(const struct config *cfg, char *err,
                                         size_t errlen);
 
-/* Purges the messages still queued, logs their reports, and destroys. */
+/*
+ * Purges the messages still queued, logs their reports, and destroys.
+ * The loops must have stopped.
+ */
 void ingress_kafka_free(struct ingress_kafka *ik);
 
 /*
  * Starts a message of chunk_count records keyed by id, written to topic.
- * done(arg, err) is called once from the event loop: with the first
+ * done(arg, err) is called once from the loop of mailbox: with the first
  * failed report, or with RD_KAFKA_RESP_ERR_NO_ERROR once every chunk has
  * been acknowledged, unless the caller detaches first.
  */
 struct ingress_kafka_pending *
-ingress_kafka_begin(struct ingress_kafka *ik, const char *id,
-                    const char *topic, uint32_t chunk_count,
+ingress_kafka_begin(struct ingress_kafka *ik, struct mailbox *mailbox,
+                    const char *id, const char *topic, uint32_t chunk_count,
                     void (*done)(void *arg, rd_kafka_resp_err_t err),
                     void *arg);
 
@@ -91,20 +96,21 @@ void ingress_kafka_detach(struct ingress_kafka *ik,
 
 /*
  * Waits up to timeout_ms for outstanding delivery reports and returns
- * how many are still outstanding. Blocks the caller.
+ * how many are still outstanding. Blocks the caller; the report thread
+ * serves the reports meanwhile.
  */
 int ingress_kafka_flush(struct ingress_kafka *ik, int timeout_ms);
 
-bool ingress_kafka_broken(const struct ingress_kafka *ik);
+bool ingress_kafka_broken(struct ingress_kafka *ik);
 
 /* Returns true while a producer exists and has raised no fatal error. */
-bool ingress_kafka_usable(const struct ingress_kafka *ik);
+bool ingress_kafka_usable(struct ingress_kafka *ik);
 
 /* Writes a librdkafka log message as an event=kafka-log line (log_cb). */
 void ingress_kafka_log(const rd_kafka_t *rk, int level, const char *facility,
                        const char *buf);
 
 /* Counts acknowledgements that arrived after the client got a 4xx. */
-uint64_t ingress_kafka_late_acks(const struct ingress_kafka *ik);
+uint64_t ingress_kafka_late_acks(struct ingress_kafka *ik);
 
 #endif

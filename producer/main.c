@@ -5,6 +5,7 @@
  */
 #include <event2/event.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,6 +43,9 @@
 /* Seconds between updates of liveness, readiness and the state gauges. */
 #define MAIN_STATUS_S        1
 
+/* Most event loop threads chosen by CPU count, when ingress.threads is 0. */
+#define MAIN_THREADS_MAX     16
+
 struct main_args {
     const char *config_path;
     bool        check_only;
@@ -53,6 +57,7 @@ struct main_status {
     struct httpd                      *httpd;
     struct ingress_kafka              *ik;
     struct ingress_durability_monitor *durability;
+    struct smtp_server                *srv;     /* stopped if ik breaks */
 };
 
 static void main_usage(void) __attribute__((noreturn));
@@ -63,8 +68,9 @@ static int main_check_config(const struct config *cfg, char *err,
 static int main_check_durability(const struct config *cfg);
 /* What SIGHUP loads again. */
 struct main_reload {
-    struct smtp_tls *tls;       /* NULL without TLS */
-    struct config   *cfg;
+    struct smtp_tls    *tls;    /* NULL without TLS */
+    struct config      *cfg;
+    struct smtp_server *srv;    /* whose loops wait during the reload */
 };
 
 static int main_add_signals(struct event_base *base, struct smtp_server *srv,
@@ -72,6 +78,8 @@ static int main_add_signals(struct event_base *base, struct smtp_server *srv,
                             struct event *events[3]);
 static void main_on_stop_signal(evutil_socket_t sig, short what, void *arg);
 static void main_on_hangup(evutil_socket_t sig, short what, void *arg);
+static void main_reload(void *arg);
+static unsigned main_threads(const struct config *cfg);
 static void main_on_status(evutil_socket_t fd, short what, void *arg);
 
 
@@ -88,10 +96,11 @@ main(int argc, char **argv)
     struct ingress_durability_monitor *durability = NULL;
     struct event         *signals[3] = { NULL, NULL, NULL };
     struct metrics       *metrics = NULL;
-    struct main_status    status = { NULL, NULL, NULL };
+    struct main_status    status = { NULL, NULL, NULL, NULL };
     struct event         *status_timer = NULL;
     struct timeval        status_every = { MAIN_STATUS_S, 0 };
     struct main_reload    reload;
+    unsigned              threads;
     enum log_level        level = LOG_LEVEL_INFO;
     char                  err[1024];
     char                  quoted[1100];
@@ -154,15 +163,16 @@ main(int argc, char **argv)
     /* AUTH password checks, on threads of their own. */
     if (cfg->ingress_credentials_file[0] != '\0' &&
         (auth_pool = smtp_auth_pool_new(
-             base, (int)cfg->ingress_auth_threads,
+             (int)cfg->ingress_auth_threads,
              (size_t)cfg->ingress_max_auth_queue, smtp_auth_verify, err,
              sizeof(err))) == NULL) {
         log_error(NULL, "startup-failed", "error=%s",
                   log_quote(quoted, sizeof(quoted), err));
         goto out;
     }
-    if ((ik = ingress_kafka_new(cfg, base, err, sizeof(err))) == NULL ||
-        (srv = smtp_server_new(cfg, base, ik, tls, auth_pool, err,
+    threads = main_threads(cfg);
+    if ((ik = ingress_kafka_new(cfg, err, sizeof(err))) == NULL ||
+        (srv = smtp_server_new(cfg, base, threads, ik, tls, auth_pool, err,
                                sizeof(err))) == NULL) {
         log_error(NULL, "startup-failed", "error=%s",
                   log_quote(quoted, sizeof(quoted), err));
@@ -184,6 +194,7 @@ main(int argc, char **argv)
     /* Liveness, readiness and state gauges, now and every second. */
     status.ik = ik;
     status.durability = durability;
+    status.srv = srv;
     if ((status_timer = event_new(base, -1, EV_PERSIST, main_on_status,
                                   &status)) == NULL ||
         event_add(status_timer, &status_every) == -1) {
@@ -196,20 +207,32 @@ main(int argc, char **argv)
     /* Signals. */
     reload.tls = tls;
     reload.cfg = cfg;
+    reload.srv = srv;
     if (main_add_signals(base, srv, &reload, signals) == -1) {
         log_error(NULL, "startup-failed", "error=\"cannot register signal "
                   "events\"");
         goto out;
     }
 
+    /* The other loops' threads. */
+    if (smtp_server_start(srv, err, sizeof(err)) == -1) {
+        log_error(NULL, "startup-failed", "error=%s",
+                  log_quote(quoted, sizeof(quoted), err));
+        goto out;
+    }
+
     /* Loop, until a drain has closed every connection. */
     log_info(NULL, "started", "listen=%s hostname=%s config=%s "
-             "max_connections=%lld durability_check_interval_s=%lld",
-             cfg->ingress_listen, cfg->ingress_hostname, cfg->path,
+             "threads=%u max_connections=%lld "
+             "durability_check_interval_s=%lld",
+             cfg->ingress_listen, cfg->ingress_hostname, cfg->path, threads,
              (long long)cfg->ingress_max_connections,
              (long long)cfg->ingress_durability_check_interval);
     sdnotify_ready();
     event_base_dispatch(base);
+    smtp_server_join(srv);
+    log_info(NULL, "drained", "late_acks=%llu",
+             (unsigned long long)ingress_kafka_late_acks(ik));
 
     /* Drain: records still in flight get their reports logged. */
     unflushed = ingress_kafka_flush(ik, MAIN_FLUSH_MS);
@@ -218,15 +241,21 @@ main(int argc, char **argv)
              unflushed, (unsigned long long)ingress_kafka_late_acks(ik), rc);
 
 out:
-    /* Teardown: connections first, since they point into the producer. */
+    /*
+     * Teardown: connections first, since they point into the producer
+     * and the AUTH pool, then the pool, whose running checks post to the
+     * loops' mailboxes, then the loops.
+     */
     for (int i = 0; i < 3; i++)
         if (signals[i] != NULL)
             event_free(signals[i]);
     if (status_timer != NULL)
         event_free(status_timer);
     httpd_stop(status.httpd);
-    smtp_server_free(srv);
+    if (srv != NULL)
+        smtp_server_disconnect(srv);
     smtp_auth_pool_free(auth_pool);
+    smtp_server_free(srv);
     ingress_durability_monitor_stop(durability);
     smtp_tls_free(tls);
     ingress_kafka_free(ik);
@@ -428,18 +457,32 @@ static void
 main_on_hangup(evutil_socket_t sig, short what, void *arg)
 {
     struct main_reload *reload = arg;
-    struct smtp_tls    *tls = reload->tls;
-    char                err[1024];
-    char                quoted[1100];
 
     /* TODO: reload the rest of the configuration. Until then it stays. */
-    if (tls == NULL) {
+    if (reload->tls == NULL) {
         log_warn(NULL, "signal", "signal=SIGHUP action=ignored "
                  "reason=\"TLS is not configured, and reloading the rest "
                  "of the configuration is not implemented\"");
         return;
     }
     sdnotify_reloading();
+    smtp_server_pause(reload->srv, main_reload, reload);
+    sdnotify_ready();
+}
+
+
+/*
+ * Loads the TLS certificate and key and the credentials again, while the
+ * other loops wait, since their sessions read both.
+ */
+static void
+main_reload(void *arg)
+{
+    struct main_reload *reload = arg;
+    struct smtp_tls    *tls = reload->tls;
+    char                err[1024];
+    char                quoted[1100];
+
     if (smtp_tls_reload(tls, err, sizeof(err)) == -1)
         log_error(NULL, "tls-reload-failed", "error=%s action=kept-old",
                   log_quote(quoted, sizeof(quoted), err));
@@ -456,7 +499,27 @@ main_on_hangup(evutil_socket_t sig, short what, void *arg)
             log_info(NULL, "credentials-reloaded", "signal=SIGHUP "
                      "users=%zu", reload->cfg->ningress_credentials);
     }
-    sdnotify_ready();
+}
+
+
+/*
+ * ingress.threads, or when it is 0 one loop per CPU the process may run
+ * on (its affinity mask, which taskset and cpusets narrow). A CPU quota,
+ * such as a Kubernetes CPU limit, is not seen; set ingress.threads then.
+ */
+static unsigned
+main_threads(const struct config *cfg)
+{
+    cpu_set_t set;
+    int       cpus = 1;
+
+    if (cfg->ingress_threads > 0)
+        return (unsigned)cfg->ingress_threads;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        cpus = CPU_COUNT(&set);
+    if (cpus < 1)
+        return 1;
+    return cpus > MAIN_THREADS_MAX ? MAIN_THREADS_MAX : (unsigned)cpus;
 }
 
 
@@ -472,6 +535,11 @@ main_on_status(evutil_socket_t fd, short what, void *arg)
     bool                durable =
         ingress_durability_monitor_safe(st->durability);
 
+    /* A producer that could not be replaced ends the process. */
+    if (ingress_kafka_broken(st->ik)) {
+        smtp_server_stop(st->srv);
+        return;
+    }
     ingress_metrics_kafka_ready(usable);
     ingress_metrics_durability_ok(durable);
     httpd_set_alive(st->httpd);

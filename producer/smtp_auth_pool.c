@@ -5,11 +5,13 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <unistd.h>
 
+#include "mailbox.h"
 #include "smtp_auth.h"
 #include "util.h"
 
@@ -17,13 +19,16 @@
 enum smtp_auth_pool_job_state {
     SMTP_AUTH_POOL_WAITING,     /* in the queue */
     SMTP_AUTH_POOL_RUNNING,     /* a thread computes the hash */
-    SMTP_AUTH_POOL_FINISHED     /* in the finished list, or being handed */
+    SMTP_AUTH_POOL_FINISHED     /* posted to its loop, or being handed */
 };
 
 struct smtp_auth_pool_job {
     TAILQ_ENTRY(smtp_auth_pool_job) entry;
+    struct mailbox_item             item;       /* the hand back */
+    struct smtp_auth_pool          *pool;
+    struct mailbox                 *mailbox;    /* of the submitting loop */
     enum smtp_auth_pool_job_state   state;
-    bool                            cancelled;  /* loop thread only */
+    bool                            cancelled;  /* its loop's thread only */
     bool                            match;
     char                           *password;
     size_t                          password_len;
@@ -44,22 +49,18 @@ struct smtp_auth_pool {
     pthread_cond_t                  wake;
     struct smtp_auth_pool_job_list  waiting;
     size_t                          nwaiting;
-    struct smtp_auth_pool_job_list  finished;
+    struct smtp_auth_pool_job_list  finished;   /* posted, not yet run */
     bool                            stopping;
-
-    int                             wakeup[2];  /* pipe: read, write */
-    struct event                   *wakeup_event;
 };
 
 static void *smtp_auth_pool_main(void *arg);
-static void smtp_auth_pool_on_wakeup(evutil_socket_t fd, short what,
-                                     void *arg);
+static void smtp_auth_pool_on_finished(struct mailbox_item *item);
 static void smtp_auth_pool_job_free(struct smtp_auth_pool_job *job);
 static void smtp_auth_pool_free_list(struct smtp_auth_pool_job_list *list);
 
 
 struct smtp_auth_pool *
-smtp_auth_pool_new(struct event_base *base, int threads, size_t queue_max,
+smtp_auth_pool_new(int threads, size_t queue_max,
                    smtp_auth_pool_verify_fn verify, char *err, size_t errlen)
 {
     struct smtp_auth_pool *pool = xcalloc(1, sizeof(*pool));
@@ -69,25 +70,10 @@ smtp_auth_pool_new(struct event_base *base, int threads, size_t queue_max,
     pool->verify = verify;
     pool->queue_max = queue_max;
     pool->threads = xcalloc((size_t)threads, sizeof(*pool->threads));
-    pool->wakeup[0] = pool->wakeup[1] = -1;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     TAILQ_INIT(&pool->waiting);
     TAILQ_INIT(&pool->finished);
-
-    if (pipe2(pool->wakeup, O_NONBLOCK | O_CLOEXEC) == -1) {
-        snprintf(err, errlen, "cannot create the AUTH wakeup pipe: %s",
-                 strerror(errno));
-        goto fail;
-    }
-    pool->wakeup_event = event_new(base, pool->wakeup[0],
-                                   EV_READ | EV_PERSIST,
-                                   smtp_auth_pool_on_wakeup, pool);
-    if (pool->wakeup_event == NULL ||
-        event_add(pool->wakeup_event, NULL) == -1) {
-        snprintf(err, errlen, "cannot register the AUTH wakeup event");
-        goto fail;
-    }
 
     /* Signals go to the main thread, whose event loop handles them. */
     sigfillset(&all);
@@ -127,12 +113,6 @@ smtp_auth_pool_free(struct smtp_auth_pool *pool)
 
     smtp_auth_pool_free_list(&pool->waiting);
     smtp_auth_pool_free_list(&pool->finished);
-    if (pool->wakeup_event != NULL)
-        event_free(pool->wakeup_event);
-    if (pool->wakeup[0] != -1)
-        close(pool->wakeup[0]);
-    if (pool->wakeup[1] != -1)
-        close(pool->wakeup[1]);
     pthread_cond_destroy(&pool->wake);
     pthread_mutex_destroy(&pool->lock);
     free(pool->threads);
@@ -141,9 +121,9 @@ smtp_auth_pool_free(struct smtp_auth_pool *pool)
 
 
 struct smtp_auth_pool_job *
-smtp_auth_pool_submit(struct smtp_auth_pool *pool, const char *password,
-                      const char *hash, smtp_auth_pool_done_fn done,
-                      void *arg)
+smtp_auth_pool_submit(struct smtp_auth_pool *pool, struct mailbox *mailbox,
+                      const char *password, const char *hash,
+                      smtp_auth_pool_done_fn done, void *arg)
 {
     struct smtp_auth_pool_job *job;
 
@@ -154,6 +134,9 @@ smtp_auth_pool_submit(struct smtp_auth_pool *pool, const char *password,
     }
 
     job = xcalloc(1, sizeof(*job));
+    job->item.run = smtp_auth_pool_on_finished;
+    job->pool = pool;
+    job->mailbox = mailbox;
     job->state = SMTP_AUTH_POOL_WAITING;
     job->password_len = strlen(password);
     job->password = xstrdup(password);
@@ -182,8 +165,8 @@ smtp_auth_pool_cancel(struct smtp_auth_pool *pool,
     }
 
     /*
-     * A thread is running the job, or it is in the finished list, so the
-     * wakeup handler frees it.
+     * A thread is running the job, or it is posted to this loop, which
+     * frees it when it runs the job's item.
      */
     job->cancelled = true;
     pthread_mutex_unlock(&pool->lock);
@@ -209,7 +192,6 @@ smtp_auth_pool_main(void *arg)
     struct smtp_auth_pool     *pool = arg;
     struct smtp_auth_pool_job *job;
     bool                       match;
-    ssize_t                    written;
 
     pthread_mutex_lock(&pool->lock);
     for (;;) {
@@ -232,46 +214,29 @@ smtp_auth_pool_main(void *arg)
         job->match = match;
         job->state = SMTP_AUTH_POOL_FINISHED;
         TAILQ_INSERT_TAIL(&pool->finished, job, entry);
-
-        /*
-         * The loop takes the whole list at each wakeup. A write that fails
-         * because the pipe is full loses nothing, since unread bytes wait.
-         */
-        written = write(pool->wakeup[1], "", 1);
-        (void)written;
+        mailbox_post(job->mailbox, &job->item);
     }
     pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
 
-/* Hands finished checks to their callbacks, on the loop thread. */
+/* Hands a finished check to its callback, on its loop's thread. */
 static void
-smtp_auth_pool_on_wakeup(evutil_socket_t fd, short what, void *arg)
+smtp_auth_pool_on_finished(struct mailbox_item *item)
 {
-    struct smtp_auth_pool          *pool = arg;
-    struct smtp_auth_pool_job_list  ready;
-    struct smtp_auth_pool_job      *job;
-    char                            buf[64];
+    struct smtp_auth_pool_job *job = (struct smtp_auth_pool_job *)(void *)
+        ((char *)item - offsetof(struct smtp_auth_pool_job, item));
+    struct smtp_auth_pool     *pool = job->pool;
 
-    while (read(fd, buf, sizeof(buf)) > 0)
-        continue;
-
-    TAILQ_INIT(&ready);
     pthread_mutex_lock(&pool->lock);
-    TAILQ_CONCAT(&ready, &pool->finished, entry);
+    TAILQ_REMOVE(&pool->finished, job, entry);
     pthread_mutex_unlock(&pool->lock);
 
-    /*
-     * A callback may cancel another job of this list, which then only
-     * gets the cancelled flag, so each job is freed here.
-     */
-    while ((job = TAILQ_FIRST(&ready)) != NULL) {
-        TAILQ_REMOVE(&ready, job, entry);
-        if (!job->cancelled)
-            job->done(job->arg, job->match);
-        smtp_auth_pool_job_free(job);
-    }
+    /* A cancelled job only waited for its thread to let go of it. */
+    if (!job->cancelled)
+        job->done(job->arg, job->match);
+    smtp_auth_pool_job_free(job);
 }
 
 

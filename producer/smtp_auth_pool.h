@@ -3,12 +3,13 @@
  * the event loop, so a check of about 50 ms (yescrypt) stalls no other
  * session.
  *
- * The event loop submits a password and the hash to compare it with. A
- * worker thread runs the check and hands the job back through a wakeup
- * pipe, and the loop calls the job's callback. Only the loop thread calls
- * the functions below. The queue of checks waiting for a thread is
- * bounded: beyond it smtp_auth_pool_submit() fails, and the caller
- * replies with a temporary error instead.
+ * An event loop submits a password, the hash to compare it with and its
+ * mailbox. A worker thread runs the check and posts the job back to that
+ * mailbox, and the loop calls the job's callback. Several loops may share
+ * a pool; a job is cancelled only from the loop that submitted it. The
+ * queue of checks waiting for a thread is bounded: beyond it
+ * smtp_auth_pool_submit() fails, and the caller replies with a temporary
+ * error instead.
  *
  * A caller that no longer wants the result (client gone, timeout,
  * shutdown) cancels the job. A waiting job is freed at once; a running
@@ -19,9 +20,10 @@
 #ifndef FERRY_SMTP_AUTH_POOL_H
 #define FERRY_SMTP_AUTH_POOL_H
 
-#include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "mailbox.h"
 
 struct smtp_auth_pool;
 struct smtp_auth_pool_job;
@@ -34,28 +36,28 @@ typedef bool (*smtp_auth_pool_verify_fn)(const char *password,
 typedef void (*smtp_auth_pool_done_fn)(void *arg, bool match);
 
 /*
- * Creates a pool of `threads` worker threads, whose results come back
- * through base. At most queue_max checks wait for a thread at a time.
- * Returns NULL and fills err when a thread or the wakeup pipe cannot be
- * created.
+ * Creates a pool of `threads` worker threads. At most queue_max checks
+ * wait for a thread at a time. Returns NULL and fills err when a thread
+ * cannot be created.
  */
-struct smtp_auth_pool *smtp_auth_pool_new(struct event_base *base,
-                                          int threads, size_t queue_max,
+struct smtp_auth_pool *smtp_auth_pool_new(int threads, size_t queue_max,
                                           smtp_auth_pool_verify_fn verify,
                                           char *err, size_t errlen);
 
 /*
  * Stops the threads after their current check and frees every job left,
- * without callbacks. Must be called before base is freed.
+ * without callbacks. The loops must have stopped: their mailboxes may
+ * still hold jobs, which are freed here.
  */
 void smtp_auth_pool_free(struct smtp_auth_pool *pool);
 
 /*
  * Queues a check of password against hash; both are copied. done(arg,
- * match) is called once from the event loop, unless the job is cancelled
- * first. Returns NULL when queue_max checks are waiting already.
+ * match) is called once from the loop of mailbox, unless the job is
+ * cancelled first. Returns NULL when queue_max checks are waiting already.
  */
 struct smtp_auth_pool_job *smtp_auth_pool_submit(struct smtp_auth_pool *pool,
+                                                 struct mailbox *mailbox,
                                                  const char *password,
                                                  const char *hash,
                                                  smtp_auth_pool_done_fn done,

@@ -10,15 +10,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "ingress_metrics.h"
 #include "log.h"
+#include "mailbox.h"
 #include "proxy_header.h"
 #include "smtp_auth_pool.h"
 #include "smtp_session.h"
@@ -52,11 +56,12 @@
 #define SMTP_SERVER_HOSTNAME_MAX     253
 
 struct smtp_conn {
-    TAILQ_ENTRY(smtp_conn)        entry;
+    TAILQ_ENTRY(smtp_conn)        entry;        /* guarded by srv->lock */
     struct smtp_server           *srv;
+    struct smtp_loop             *loop;
     struct bufferevent           *bev;
     struct smtp_session          *s;
-    struct sockaddr_storage       client;
+    struct sockaddr_storage       client;       /* guarded by srv->lock */
     struct ingress_kafka_pending *pending;      /* not owned */
     struct smtp_auth_pool_job    *auth_job;     /* not owned */
     struct event                 *ack_timer;
@@ -67,28 +72,60 @@ struct smtp_conn {
     bool                          tls;          /* handshake started */
     bool                          refused;      /* not counted: got 421, or
                                                    waits for its PROXY
-                                                   header */
+                                                   header; guarded by
+                                                   srv->lock */
     bool                          proxy_wait;   /* PROXY header not read */
     int                           wait;         /* enum smtp_wait, or -1 */
 };
 
 TAILQ_HEAD(smtp_conn_list, smtp_conn);
 
+/*
+ * One event loop and its thread. Loop 0 runs on the caller's base and
+ * thread, and accepts every connection; the others run on bases and
+ * threads of their own. Connections are handed to the loops in turn and
+ * stay on theirs.
+ */
+struct smtp_loop {
+    struct smtp_server    *srv;
+    unsigned               index;
+    struct event_base     *base;
+    struct mailbox        *mailbox;     /* work from other threads */
+    struct mailbox_item    drain_item;
+    struct mailbox_item    stop_item;
+    struct mailbox_item    pause_item;
+    pthread_t              thread;
+    bool                   thread_started;
+    bool                   exited;      /* guarded by srv->lock */
+    struct event          *drain_timer;
+    struct smtp_conn_list  conns;       /* guarded by srv->lock */
+    size_t                 nconns;
+    bool                   draining;
+    bool                   grace_over;
+};
+
 struct smtp_server {
     const struct config   *cfg;
-    struct event_base     *base;
     struct ingress_kafka  *ik;
     struct smtp_tls       *tls;         /* NULL: no STARTTLS */
     struct smtp_auth_pool *auth_pool;   /* NULL: no AUTH */
-    struct evconnlistener *listener;
-    struct event          *accept_timer;
-    struct event          *drain_timer;
     const struct ingress_durability_monitor *durability;
-    struct smtp_conn_list  conns;
-    size_t                 nconns;
-    size_t                 nadmitted;   /* conns not refused */
-    bool                   draining;
-    bool                   grace_over;
+    struct evconnlistener *listener;    /* on loop 0 */
+    struct event          *accept_timer;
+    struct smtp_loop      *loops;
+    unsigned               nloops;
+    unsigned               next_loop;   /* the next connection's */
+    int                    grace_ms;    /* of the drain, once started */
+    bool                   draining;    /* main thread only */
+    bool                   stopping;    /* main thread only */
+
+    /* Guards the connection lists and counts, and the pause. */
+    pthread_mutex_t        lock;
+    pthread_cond_t         changed;
+    size_t                 nadmitted;   /* conns not refused, all loops */
+    unsigned               running;     /* loop threads not yet exited */
+    unsigned               paused;      /* loop threads in the pause */
+    bool                   pause;
 };
 
 static in_port_t smtp_server_port(const struct sockaddr_storage *ss);
@@ -142,7 +179,20 @@ static void smtp_server_stop_waiting(struct smtp_conn *c,
                                      enum smtp_produce_status status);
 static void smtp_server_close(struct smtp_conn *c, const char *reason);
 static void smtp_server_free_conn(struct smtp_conn *c, const char *reason);
-static void smtp_server_check_drained(struct smtp_server *srv);
+static void smtp_server_check_drained(struct smtp_loop *loop);
+static int smtp_server_loop_init(struct smtp_server *srv,
+                                 struct smtp_loop *loop,
+                                 struct event_base *base, char *err,
+                                 size_t errlen);
+static void smtp_server_loop_free(struct smtp_loop *loop);
+static void *smtp_server_loop_main(void *arg);
+static void smtp_server_drain_loop(struct smtp_loop *loop);
+static void smtp_server_on_drain(struct mailbox_item *item);
+static void smtp_server_on_stop(struct mailbox_item *item);
+static void smtp_server_on_pause(struct mailbox_item *item);
+static void smtp_server_on_handoff(struct mailbox_item *item);
+static void smtp_server_add_conn(struct smtp_loop *loop, evutil_socket_t fd,
+                                 const struct sockaddr *sa, int salen);
 
 static const struct smtp_session_ops smtp_server_ops = {
     .send = smtp_server_send,
@@ -195,8 +245,9 @@ smtp_server_check(const struct config *cfg, char *err, size_t errlen)
 
 struct smtp_server *
 smtp_server_new(const struct config *cfg, struct event_base *base,
-                struct ingress_kafka *ik, struct smtp_tls *tls,
-                struct smtp_auth_pool *auth_pool, char *err, size_t errlen)
+                unsigned nloops, struct ingress_kafka *ik,
+                struct smtp_tls *tls, struct smtp_auth_pool *auth_pool,
+                char *err, size_t errlen)
 {
     struct smtp_server     *srv;
     struct sockaddr_storage ss;
@@ -209,14 +260,22 @@ smtp_server_new(const struct config *cfg, struct event_base *base,
 
     srv = xcalloc(1, sizeof(*srv));
     srv->cfg = cfg;
-    srv->base = base;
     srv->ik = ik;
     srv->tls = tls;
     srv->auth_pool = auth_pool;
-    TAILQ_INIT(&srv->conns);
-    srv->accept_timer = evtimer_new(base, smtp_server_on_accept_timer, srv);
-    srv->drain_timer = evtimer_new(base, smtp_server_on_drain_timer, srv);
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->changed, NULL);
+    srv->loops = xcalloc(nloops, sizeof(*srv->loops));
+    srv->nloops = nloops;
+    for (unsigned i = 0; i < nloops; i++) {
+        if (smtp_server_loop_init(srv, &srv->loops[i], i == 0 ? base : NULL,
+                                  err, errlen) == -1) {
+            smtp_server_free(srv);
+            return NULL;
+        }
+    }
 
+    srv->accept_timer = evtimer_new(base, smtp_server_on_accept_timer, srv);
     srv->listener = evconnlistener_new_bind(
         base, smtp_server_on_accept, srv,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
@@ -232,30 +291,228 @@ smtp_server_new(const struct config *cfg, struct event_base *base,
 }
 
 
+/* Sets up a loop; base is NULL for a loop with a base of its own. */
+static int
+smtp_server_loop_init(struct smtp_server *srv, struct smtp_loop *loop,
+                      struct event_base *base, char *err, size_t errlen)
+{
+    loop->srv = srv;
+    loop->index = (unsigned)(loop - srv->loops);
+    loop->drain_item.run = smtp_server_on_drain;
+    loop->stop_item.run = smtp_server_on_stop;
+    loop->pause_item.run = smtp_server_on_pause;
+    TAILQ_INIT(&loop->conns);
+    loop->base = base != NULL ? base : event_base_new();
+    if (loop->base == NULL) {
+        snprintf(err, errlen, "cannot create the event loop of thread %u",
+                 loop->index);
+        return -1;
+    }
+    if ((loop->mailbox = mailbox_new(loop->base, err, errlen)) == NULL)
+        return -1;
+    loop->drain_timer = evtimer_new(loop->base, smtp_server_on_drain_timer,
+                                    loop);
+    if (loop->drain_timer == NULL) {
+        snprintf(err, errlen, "cannot register the drain timer of thread "
+                 "%u", loop->index);
+        return -1;
+    }
+    return 0;
+}
+
+
+int
+smtp_server_start(struct smtp_server *srv, char *err, size_t errlen)
+{
+    sigset_t all, saved;
+    int      rc = 0;
+
+    /* Signals go to the main thread, whose event loop handles them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    for (unsigned i = 1; i < srv->nloops && rc == 0; i++) {
+        struct smtp_loop *loop = &srv->loops[i];
+
+        rc = pthread_create(&loop->thread, NULL, smtp_server_loop_main,
+                            loop);
+        if (rc == 0) {
+            loop->thread_started = true;
+            pthread_mutex_lock(&srv->lock);
+            srv->running++;
+            pthread_mutex_unlock(&srv->lock);
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start an event loop thread: %s",
+                 strerror(rc));
+        smtp_server_stop(srv);
+        smtp_server_join(srv);
+        return -1;
+    }
+    return 0;
+}
+
+
+static void *
+smtp_server_loop_main(void *arg)
+{
+    struct smtp_loop   *loop = arg;
+    struct smtp_server *srv = loop->srv;
+
+    event_base_dispatch(loop->base);
+    pthread_mutex_lock(&srv->lock);
+    loop->exited = true;
+    srv->running--;
+    pthread_cond_broadcast(&srv->changed);
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+
 void
-smtp_server_free(struct smtp_server *srv)
+smtp_server_join(struct smtp_server *srv)
+{
+    for (unsigned i = 1; i < srv->nloops; i++) {
+        if (srv->loops[i].thread_started) {
+            pthread_join(srv->loops[i].thread, NULL);
+            srv->loops[i].thread_started = false;
+        }
+    }
+}
+
+
+void
+smtp_server_stop(struct smtp_server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        struct smtp_loop *loop = &srv->loops[i];
+
+        pthread_mutex_lock(&srv->lock);
+        if (!loop->exited)
+            mailbox_post(loop->mailbox, &loop->stop_item);
+        pthread_mutex_unlock(&srv->lock);
+    }
+}
+
+
+static void
+smtp_server_on_stop(struct mailbox_item *item)
+{
+    struct smtp_loop *loop = (struct smtp_loop *)(void *)
+        ((char *)item - offsetof(struct smtp_loop, stop_item));
+
+    event_base_loopexit(loop->base, NULL);
+}
+
+
+/*
+ * Runs fn while the other loops wait, each inside a posted item, so fn
+ * may change what their sessions read. Called from loop 0's thread.
+ */
+void
+smtp_server_pause(struct smtp_server *srv, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&srv->lock);
+    srv->pause = true;
+    for (unsigned i = 1; i < srv->nloops; i++)
+        if (srv->loops[i].thread_started && !srv->loops[i].exited)
+            mailbox_post(srv->loops[i].mailbox, &srv->loops[i].pause_item);
+    while (srv->paused < srv->running)
+        pthread_cond_wait(&srv->changed, &srv->lock);
+    pthread_mutex_unlock(&srv->lock);
+
+    fn(arg);
+
+    pthread_mutex_lock(&srv->lock);
+    srv->pause = false;
+    pthread_cond_broadcast(&srv->changed);
+    while (srv->paused > 0)
+        pthread_cond_wait(&srv->changed, &srv->lock);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+
+static void
+smtp_server_on_pause(struct mailbox_item *item)
+{
+    struct smtp_loop   *loop = (struct smtp_loop *)(void *)
+        ((char *)item - offsetof(struct smtp_loop, pause_item));
+    struct smtp_server *srv = loop->srv;
+
+    pthread_mutex_lock(&srv->lock);
+    srv->paused++;
+    pthread_cond_broadcast(&srv->changed);
+    while (srv->pause)
+        pthread_cond_wait(&srv->changed, &srv->lock);
+    srv->paused--;
+    pthread_cond_broadcast(&srv->changed);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+
+void
+smtp_server_disconnect(struct smtp_server *srv)
 {
     struct smtp_conn *c;
 
+    smtp_server_join(srv);
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        if (srv->loops[i].srv == NULL)
+            continue;     /* never set up */
+        while ((c = TAILQ_FIRST(&srv->loops[i].conns)) != NULL)
+            smtp_server_free_conn(c, "shutdown");
+    }
+}
+
+
+/* Frees a loop's events, once its thread and connections are gone. */
+static void
+smtp_server_loop_free(struct smtp_loop *loop)
+{
+    if (loop->srv == NULL)
+        return;     /* never set up */
+    if (loop->drain_timer != NULL)
+        event_free(loop->drain_timer);
+    mailbox_free(loop->mailbox);
+    if (loop->index > 0 && loop->base != NULL)
+        event_base_free(loop->base);
+}
+
+
+void
+smtp_server_free(struct smtp_server *srv)
+{
     if (srv == NULL)
         return;
 
-    while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
-        smtp_server_free_conn(c, "shutdown");
+    smtp_server_disconnect(srv);
     if (srv->listener != NULL)
         evconnlistener_free(srv->listener);
     if (srv->accept_timer != NULL)
         event_free(srv->accept_timer);
-    if (srv->drain_timer != NULL)
-        event_free(srv->drain_timer);
+    for (unsigned i = 0; i < srv->nloops; i++)
+        smtp_server_loop_free(&srv->loops[i]);
+    pthread_cond_destroy(&srv->changed);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv->loops);
     free(srv);
 }
 
 
 size_t
-smtp_server_connections(const struct smtp_server *srv)
+smtp_server_connections(struct smtp_server *srv)
 {
-    return srv->nconns;
+    size_t n = 0;
+
+    pthread_mutex_lock(&srv->lock);
+    for (unsigned i = 0; i < srv->nloops; i++)
+        n += srv->loops[i].nconns;
+    pthread_mutex_unlock(&srv->lock);
+    return n;
 }
 
 
@@ -293,6 +550,7 @@ smtp_server_same_client(const struct sockaddr_storage *a,
 /*
  * Decides whether a new client gets a session: returns -1 and sets *why
  * when a connection limit is reached or the topics are not durable.
+ * Called with srv->lock held, since the limits span every loop.
  */
 static int
 smtp_server_admit(struct smtp_server *srv, const struct sockaddr *sa,
@@ -315,9 +573,11 @@ smtp_server_admit(struct smtp_server *srv, const struct sockaddr *sa,
      * A linear scan, bounded by ingress.max_connections, costs less than
      * the accept() before it at the default limit.
      */
-    TAILQ_FOREACH(c, &srv->conns, entry) {
-        if (!c->refused && smtp_server_same_client(&c->client, sa))
-            same++;
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        TAILQ_FOREACH(c, &srv->loops[i].conns, entry) {
+            if (!c->refused && smtp_server_same_client(&c->client, sa))
+                same++;
+        }
     }
     if (same >= cfg->ingress_max_connections_per_client) {
         *why = SMTP_REFUSE_CLIENT_FULL;
@@ -327,14 +587,29 @@ smtp_server_admit(struct smtp_server *srv, const struct sockaddr *sa,
 }
 
 
+/* A connection accepted by loop 0, on its way to another loop. */
+struct smtp_handoff {
+    struct mailbox_item     item;
+    struct smtp_loop       *loop;
+    evutil_socket_t         fd;
+    struct sockaddr_storage client;
+    int                     salen;
+};
+
+
+/*
+ * Accepts on loop 0 and hands the connection to the next loop in turn.
+ * Handing out in turn keeps the loops evenly loaded without the herd of
+ * every loop waking for each connection.
+ */
 static void
 smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg)
 {
-    struct smtp_server *srv = arg;
-    struct smtp_conn   *c;
-    int                 nodelay = 1;
-    char                peer[INET6_ADDRSTRLEN];
+    struct smtp_server  *srv = arg;
+    struct smtp_loop    *loop = &srv->loops[srv->next_loop];
+    struct smtp_handoff *h;
+    char                 peer[INET6_ADDRSTRLEN];
 
     /* Only the configured load balancers may send a PROXY header. */
     if (srv->cfg->ingress_proxy_protocol &&
@@ -346,16 +621,54 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
         return;
     }
 
+    srv->next_loop = (srv->next_loop + 1) % srv->nloops;
+    if (loop->index == 0) {
+        smtp_server_add_conn(loop, fd, sa, salen);
+        return;
+    }
+    h = xcalloc(1, sizeof(*h));
+    h->item.run = smtp_server_on_handoff;
+    h->loop = loop;
+    h->fd = fd;
+    memcpy(&h->client, sa, (size_t)salen);
+    h->salen = salen;
+    mailbox_post(loop->mailbox, &h->item);
+}
+
+
+/* Takes a handed connection on its loop's thread. */
+static void
+smtp_server_on_handoff(struct mailbox_item *item)
+{
+    struct smtp_handoff *h = (struct smtp_handoff *)(void *)
+        ((char *)item - offsetof(struct smtp_handoff, item));
+
+    smtp_server_add_conn(h->loop, h->fd, (struct sockaddr *)&h->client,
+                         h->salen);
+    free(h);
+}
+
+
+/* Sets up the connection of fd on loop, and greets the client. */
+static void
+smtp_server_add_conn(struct smtp_loop *loop, evutil_socket_t fd,
+                     const struct sockaddr *sa, int salen)
+{
+    struct smtp_server *srv = loop->srv;
+    struct smtp_conn   *c;
+    int                 nodelay = 1;
+
     c = xcalloc(1, sizeof(*c));
     c->srv = srv;
+    c->loop = loop;
     c->wait = -1;
     c->proxy_wait = srv->cfg->ingress_proxy_protocol != 0;
     c->refused = true;      /* counted once admitted */
     if ((size_t)salen <= sizeof(c->client))
         memcpy(&c->client, sa, (size_t)salen);
-    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    c->ack_timer = evtimer_new(srv->base, smtp_server_on_ack_timeout, c);
-    c->resume = event_new(srv->base, -1, 0, smtp_server_on_resume, c);
+    c->bev = bufferevent_socket_new(loop->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->ack_timer = evtimer_new(loop->base, smtp_server_on_ack_timeout, c);
+    c->resume = event_new(loop->base, -1, 0, smtp_server_on_resume, c);
     if (c->bev == NULL || c->ack_timer == NULL || c->resume == NULL) {
         log_error(NULL, "accept-failed", "error=\"cannot set up the "
                   "connection events\"");
@@ -375,8 +688,10 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
 
     c->s = smtp_session_new(srv->cfg, sa, &smtp_server_ops, c);
-    TAILQ_INSERT_TAIL(&srv->conns, c, entry);
-    srv->nconns++;
+    pthread_mutex_lock(&srv->lock);
+    TAILQ_INSERT_TAIL(&loop->conns, c, entry);
+    loop->nconns++;
+    pthread_mutex_unlock(&srv->lock);
     ingress_metrics_session(1);
 
     smtp_server_setup_bev(c);
@@ -398,14 +713,17 @@ smtp_server_greet(struct smtp_conn *c)
     struct smtp_server *srv = c->srv;
     enum smtp_refusal   why = SMTP_REFUSE_SERVER_FULL;
 
+    pthread_mutex_lock(&srv->lock);
     c->refused = smtp_server_admit(srv, (struct sockaddr *)&c->client,
                                    &why) == -1;
     if (!c->refused)
         srv->nadmitted++;
+    pthread_mutex_unlock(&srv->lock);
     smtp_server_set_timeouts(c);
 
-    log_info(NULL, "connect", "session=%s client=%s", smtp_session_id(c->s),
-             smtp_session_client(c->s));
+    log_info(NULL, "connect", "session=%s client=%s thread=%u",
+             smtp_session_id(c->s), smtp_session_client(c->s),
+             c->loop->index);
     if (c->refused) {
         smtp_session_refuse(c->s, why);
         smtp_server_close(c, smtp_session_close_reason(c->s));
@@ -484,7 +802,9 @@ smtp_server_read_proxy(struct smtp_conn *c)
     evbuffer_drain(in, header.length);
     c->proxy_wait = false;
     if (!header.local) {
+        pthread_mutex_lock(&c->srv->lock);
         memcpy(&c->client, &header.source, sizeof(c->client));
+        pthread_mutex_unlock(&c->srv->lock);
         smtp_session_set_client(c->s, (struct sockaddr *)&c->client);
     }
     log_debug(NULL, "proxy-header", "session=%s peer=%s version=%d "
@@ -579,7 +899,7 @@ smtp_server_start_tls(struct smtp_conn *c)
 
     ssl = smtp_tls_ssl_new(c->srv->tls);
     bev = ssl != NULL
-              ? bufferevent_openssl_filter_new(c->srv->base, c->bev, ssl,
+              ? bufferevent_openssl_filter_new(c->loop->base, c->bev, ssl,
                                                BUFFEREVENT_SSL_ACCEPTING,
                                                BEV_OPT_CLOSE_ON_FREE)
               : NULL;
@@ -719,8 +1039,8 @@ smtp_server_produce(void *arg, const char *topic, const struct envelope *env)
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     if (env->chunk_index == 0) {
-        c->pending = ingress_kafka_begin(c->srv->ik, env->id, topic,
-                                         env->chunk_count,
+        c->pending = ingress_kafka_begin(c->srv->ik, c->loop->mailbox,
+                                         env->id, topic, env->chunk_count,
                                          smtp_server_on_report, c);
         evtimer_add(c->ack_timer, &deadline);
     }
@@ -763,10 +1083,7 @@ smtp_server_on_report(void *arg, rd_kafka_resp_err_t err)
     evtimer_del(c->ack_timer);
     smtp_session_produce_done(c->s, smtp_server_status(err));
 
-    /*
-     * Pipelined commands are read from the next loop pass, not from inside
-     * librdkafka's callback.
-     */
+    /* Pipelined commands are read from the next loop pass. */
     event_active(c->resume, 0, 0);
 }
 
@@ -803,8 +1120,9 @@ smtp_server_auth(void *arg, const char *password, const char *hash)
 
     if (c->srv->auth_pool == NULL)
         return -1;
-    c->auth_job = smtp_auth_pool_submit(c->srv->auth_pool, password, hash,
-                                        smtp_server_on_auth, c);
+    c->auth_job = smtp_auth_pool_submit(c->srv->auth_pool, c->loop->mailbox,
+                                        password, hash, smtp_server_on_auth,
+                                        c);
     return c->auth_job != NULL ? 0 : -1;
 }
 
@@ -989,6 +1307,7 @@ static void
 smtp_server_free_conn(struct smtp_conn *c, const char *reason)
 {
     struct smtp_server *srv = c->srv;
+    struct smtp_loop   *loop = c->loop;
 
     log_info(smtp_session_msgid(c->s), "disconnect",
              "session=%s reason=%s state=%s", smtp_session_id(c->s),
@@ -1003,37 +1322,79 @@ smtp_server_free_conn(struct smtp_conn *c, const char *reason)
     event_free(c->resume);
     bufferevent_free(c->bev);
     smtp_session_free(c->s);
-    TAILQ_REMOVE(&srv->conns, c, entry);
-    srv->nconns--;
-    ingress_metrics_session(-1);
+    pthread_mutex_lock(&srv->lock);
+    TAILQ_REMOVE(&loop->conns, c, entry);
+    loop->nconns--;
     if (!c->refused)
         srv->nadmitted--;
+    pthread_mutex_unlock(&srv->lock);
+    ingress_metrics_session(-1);
     free(c);
 
-    if (srv->draining)
-        smtp_server_check_drained(srv);
+    if (loop->draining)
+        smtp_server_check_drained(loop);
 }
 
 
+/*
+ * Starts the drain of every loop: loop 0 at once, the others through
+ * their mailboxes. Called from loop 0's thread.
+ */
 void
 smtp_server_drain(struct smtp_server *srv, int grace_ms)
 {
-    struct smtp_conn *c, *next;
-    struct timeval    grace = { grace_ms / 1000, (grace_ms % 1000) * 1000 };
-
     if (srv->draining) {
-        log_info(NULL, "drain-in-progress", "connections=%zu", srv->nconns);
+        log_info(NULL, "drain-in-progress", "connections=%zu",
+                 smtp_server_connections(srv));
         return;
     }
     srv->draining = true;
-    log_info(NULL, "draining", "connections=%zu grace_ms=%d", srv->nconns,
-             grace_ms);
+    srv->grace_ms = grace_ms;
+    log_info(NULL, "draining", "connections=%zu grace_ms=%d threads=%u",
+             smtp_server_connections(srv), grace_ms, srv->nloops);
 
     /* Closing the socket makes new clients fail fast instead of queueing. */
     evconnlistener_free(srv->listener);
     srv->listener = NULL;
+    evtimer_del(srv->accept_timer);
 
-    for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = next) {
+    for (unsigned i = 1; i < srv->nloops; i++) {
+        struct smtp_loop *loop = &srv->loops[i];
+
+        pthread_mutex_lock(&srv->lock);
+        if (loop->thread_started && !loop->exited)
+            mailbox_post(loop->mailbox, &loop->drain_item);
+        pthread_mutex_unlock(&srv->lock);
+    }
+    smtp_server_drain_loop(&srv->loops[0]);
+}
+
+
+static void
+smtp_server_on_drain(struct mailbox_item *item)
+{
+    smtp_server_drain_loop((struct smtp_loop *)(void *)
+        ((char *)item - offsetof(struct smtp_loop, drain_item)));
+}
+
+
+/*
+ * Stops the loop's accepting, sends 421 to its sessions between commands
+ * and in DATA, and gives those waiting for Kafka the grace period.
+ */
+static void
+smtp_server_drain_loop(struct smtp_loop *loop)
+{
+    struct smtp_conn *c, *next;
+    int               grace_ms = loop->srv->grace_ms;
+    struct timeval    grace = { grace_ms / 1000, (grace_ms % 1000) * 1000 };
+
+    if (loop->draining)
+        return;
+    loop->draining = true;
+
+    /* Only this thread changes this loop's list; reading needs no lock. */
+    for (c = TAILQ_FIRST(&loop->conns); c != NULL; c = next) {
         next = TAILQ_NEXT(c, entry);
         if (c->closing)
             continue;
@@ -1046,8 +1407,8 @@ smtp_server_drain(struct smtp_server *srv, int grace_ms)
             smtp_server_close(c, "shutdown");
     }
 
-    evtimer_add(srv->drain_timer, &grace);
-    smtp_server_check_drained(srv);
+    evtimer_add(loop->drain_timer, &grace);
+    smtp_server_check_drained(loop);
 }
 
 
@@ -1059,40 +1420,40 @@ smtp_server_drain(struct smtp_server *srv, int grace_ms)
 static void
 smtp_server_on_drain_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct smtp_server *srv = arg;
-    struct smtp_conn   *c, *next;
-    struct timeval      flush = {
+    struct smtp_loop *loop = arg;
+    struct smtp_conn *c, *next;
+    struct timeval    flush = {
         SMTP_SERVER_FLUSH_MS / 1000, (SMTP_SERVER_FLUSH_MS % 1000) * 1000
     };
-    size_t              waiting = 0;
+    size_t            waiting = 0;
 
-    if (!srv->grace_over) {
-        srv->grace_over = true;
-        for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = next) {
+    if (!loop->grace_over) {
+        loop->grace_over = true;
+        for (c = TAILQ_FIRST(&loop->conns); c != NULL; c = next) {
             next = TAILQ_NEXT(c, entry);
             if (c->pending == NULL)
                 continue;
             waiting++;
             smtp_server_stop_waiting(c, SMTP_PRODUCE_FAILED);
         }
-        log_warn(NULL, "drain-grace-expired", "waiting=%zu connections=%zu",
-                 waiting, srv->nconns);
-        evtimer_add(srv->drain_timer, &flush);
+        log_warn(NULL, "drain-grace-expired", "thread=%u waiting=%zu "
+                 "connections=%zu", loop->index, waiting, loop->nconns);
+        evtimer_add(loop->drain_timer, &flush);
         return;
     }
 
-    while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
+    while ((c = TAILQ_FIRST(&loop->conns)) != NULL)
         smtp_server_free_conn(c, "shutdown");
 }
 
 
+/* Ends the loop once its last connection is gone. */
 static void
-smtp_server_check_drained(struct smtp_server *srv)
+smtp_server_check_drained(struct smtp_loop *loop)
 {
-    if (srv->nconns > 0)
+    if (loop->nconns > 0)
         return;
-    evtimer_del(srv->drain_timer);
-    log_info(NULL, "drained", "late_acks=%llu",
-             (unsigned long long)ingress_kafka_late_acks(srv->ik));
-    event_base_loopexit(srv->base, NULL);
+    evtimer_del(loop->drain_timer);
+    log_debug(NULL, "loop-drained", "thread=%u", loop->index);
+    event_base_loopexit(loop->base, NULL);
 }

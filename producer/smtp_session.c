@@ -236,8 +236,9 @@ smtp_session_new(const struct config *cfg, const struct sockaddr *client,
 
     /* The id only distinguishes sessions in the log, so a counter will do. */
     if (RAND_bytes(raw, sizeof(raw)) != 1) {
-        counter++;
-        memcpy(raw, &counter, sizeof(raw));
+        uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+
+        memcpy(raw, &n, sizeof(raw));
     }
     util_hex(raw, sizeof(raw), s->id);
     smtp_session_set_client(s, client);

@@ -5,7 +5,7 @@ initiation 2 s, data block 4 s), at most 6 connections in total and 3 per
 client address, and a durability check every second. Clients come from
 several loopback addresses (127.0.0.1 to 127.0.0.3), which Linux routes
 to the loopback interface. A client that sends one byte a second must not
-delay the others, since one event loop serves every session.
+delay the others, since an event loop serves many sessions.
 """
 
 import os

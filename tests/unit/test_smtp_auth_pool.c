@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mailbox.h"
 #include "smtp_auth.h"
 #include "smtp_auth_pool.h"
 #include "util.h"
@@ -35,6 +36,9 @@ static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t  gate_cond = PTHREAD_COND_INITIALIZER;
 static bool            gate_open;
 static int             gate_entered;   /* checks that reached the gate */
+
+/* The mailbox of the test's loop, made by pool_new(). */
+static struct mailbox *mailbox;
 
 /* Outcome of one submitted check, as on_done() records it. */
 struct job_result {
@@ -115,18 +119,74 @@ loop_until(struct event_base *base, const int *calls, int n)
 }
 
 
+static struct mailbox *
+mailbox_or_fail(struct event_base *base)
+{
+    char            err[256] = "";
+    struct mailbox *mb = mailbox_new(base, err, sizeof(err));
+
+    if (mb == NULL)
+        fail_msg("mailbox_new: %s", err);
+    return mb;
+}
+
+
 static struct smtp_auth_pool *
 pool_new(struct event_base *base, int threads, size_t queue_max,
          smtp_auth_pool_verify_fn verify)
 {
     char                   err[256] = "";
-    struct smtp_auth_pool *pool = smtp_auth_pool_new(base, threads,
-                                                     queue_max, verify, err,
+    struct smtp_auth_pool *pool = smtp_auth_pool_new(threads, queue_max,
+                                                     verify, err,
                                                      sizeof(err));
 
     if (pool == NULL)
         fail_msg("smtp_auth_pool_new: %s", err);
+    mailbox = mailbox_or_fail(base);
     return pool;
+}
+
+
+/* Frees the pool, then the mailbox its threads post to. */
+static void
+pool_free(struct smtp_auth_pool *pool)
+{
+    smtp_auth_pool_free(pool);
+    mailbox_free(mailbox);
+    mailbox = NULL;
+}
+
+
+/* A loop on a thread of its own, as the ingress runs them. */
+struct side_loop {
+    struct event_base *base;
+    struct mailbox    *mailbox;
+    pthread_t          thread;
+    pthread_t          ran_on;     /* thread of the last callback */
+    int                calls;
+    bool               match;
+};
+
+
+static void
+on_side_done(void *arg, bool match)
+{
+    struct side_loop *side = arg;
+
+    side->ran_on = pthread_self();
+    side->match = match;
+    side->calls++;
+    event_base_loopbreak(side->base);
+}
+
+
+static void *
+side_main(void *arg)
+{
+    struct side_loop *side = arg;
+
+    event_base_dispatch(side->base);
+    return NULL;
 }
 
 
@@ -153,7 +213,7 @@ results_reach_callbacks(void **state)
 
     memset(results, 0, sizeof(results));
     for (size_t i = 0; i < NCASES; i++)
-        assert_non_null(smtp_auth_pool_submit(pool, cases[i].password,
+        assert_non_null(smtp_auth_pool_submit(pool, mailbox, cases[i].password,
                                               cases[i].hash, on_done,
                                               &results[i]));
 
@@ -172,7 +232,7 @@ results_reach_callbacks(void **state)
         assert_int_equal(results[i].match, cases[i].match);
     }
 
-    smtp_auth_pool_free(pool);
+    pool_free(pool);
     event_base_free(base);
 }
 
@@ -190,15 +250,15 @@ queue_full_refuses_submit(void **state)
     pool = pool_new(base, 1, 2, gated_verify);
 
     /* The first check occupies the only thread; two more may wait. */
-    assert_non_null(smtp_auth_pool_submit(pool, "a", "a", on_done,
+    assert_non_null(smtp_auth_pool_submit(pool, mailbox, "a", "a", on_done,
                                           &results[0]));
     gate_wait_entered(1);
-    assert_non_null(smtp_auth_pool_submit(pool, "b", "x", on_done,
+    assert_non_null(smtp_auth_pool_submit(pool, mailbox, "b", "x", on_done,
                                           &results[1]));
-    assert_non_null(smtp_auth_pool_submit(pool, "c", "c", on_done,
+    assert_non_null(smtp_auth_pool_submit(pool, mailbox, "c", "c", on_done,
                                           &results[2]));
     assert_int_equal(smtp_auth_pool_waiting(pool), 2);
-    assert_null(smtp_auth_pool_submit(pool, "d", "d", on_done,
+    assert_null(smtp_auth_pool_submit(pool, mailbox, "d", "d", on_done,
                                       &results[3]));
     assert_int_equal(smtp_auth_pool_waiting(pool), 2);
 
@@ -221,11 +281,11 @@ queue_full_refuses_submit(void **state)
 
     /* Room again once the queue has drained. */
     assert_int_equal(smtp_auth_pool_waiting(pool), 0);
-    assert_non_null(smtp_auth_pool_submit(pool, "e", "e", on_done,
+    assert_non_null(smtp_auth_pool_submit(pool, mailbox, "e", "e", on_done,
                                           &results[4]));
     loop_until(base, &results[4].calls, 1);
 
-    smtp_auth_pool_free(pool);
+    pool_free(pool);
     event_base_free(base);
 }
 
@@ -242,10 +302,10 @@ cancelled_checks_never_call_back(void **state)
     gate_set(false);
     pool = pool_new(base, 1, 4, gated_verify);
 
-    running = smtp_auth_pool_submit(pool, "a", "a", on_done, &results[0]);
+    running = smtp_auth_pool_submit(pool, mailbox, "a", "a", on_done, &results[0]);
     assert_non_null(running);
     gate_wait_entered(1);
-    waiting = smtp_auth_pool_submit(pool, "b", "b", on_done, &results[1]);
+    waiting = smtp_auth_pool_submit(pool, mailbox, "b", "b", on_done, &results[1]);
     assert_non_null(waiting);
     assert_int_equal(smtp_auth_pool_waiting(pool), 1);
 
@@ -258,10 +318,10 @@ cancelled_checks_never_call_back(void **state)
     gate_set(true);
 
     /* A check that finished but was not handed back yet is dropped too. */
-    finished = smtp_auth_pool_submit(pool, "c", "c", on_done, &results[2]);
+    finished = smtp_auth_pool_submit(pool, mailbox, "c", "c", on_done, &results[2]);
     assert_non_null(finished);
     gate_wait_entered(2);
-    assert_non_null(smtp_auth_pool_submit(pool, "d", "d", on_done,
+    assert_non_null(smtp_auth_pool_submit(pool, mailbox, "d", "d", on_done,
                                           &results[3]));
     gate_wait_entered(3);
     smtp_auth_pool_cancel(pool, finished);
@@ -274,7 +334,7 @@ cancelled_checks_never_call_back(void **state)
     assert_int_equal(results[3].calls, 1);
     assert_true(results[3].match);
 
-    smtp_auth_pool_free(pool);
+    pool_free(pool);
     event_base_free(base);
 }
 
@@ -290,11 +350,11 @@ free_with_checks_left(void **state)
     gate_set(false);
     pool = pool_new(base, 2, 4, gated_verify);
     for (int i = 0; i < 2; i++)
-        assert_non_null(smtp_auth_pool_submit(pool, "p", "p", on_done,
+        assert_non_null(smtp_auth_pool_submit(pool, mailbox, "p", "p", on_done,
                                               &results[i]));
     gate_wait_entered(2);
     for (int i = 2; i < 6; i++)
-        assert_non_null(smtp_auth_pool_submit(pool, "p", "p", on_done,
+        assert_non_null(smtp_auth_pool_submit(pool, mailbox, "p", "p", on_done,
                                               &results[i]));
     assert_int_equal(smtp_auth_pool_waiting(pool), 4);
 
@@ -303,9 +363,48 @@ free_with_checks_left(void **state)
      * waiting or finished, is freed without a callback.
      */
     gate_set(true);
-    smtp_auth_pool_free(pool);
+    pool_free(pool);
     for (int i = 0; i < 6; i++)
         assert_int_equal(results[i].calls, 0);
+    event_base_free(base);
+}
+
+
+/*
+ * Two loops share one pool, as the ingress's loops do: each check's
+ * callback runs on the thread of the loop that submitted it.
+ */
+static void
+result_reaches_submitting_loop(void **state)
+{
+    struct event_base     *base = event_base_new();
+    struct smtp_auth_pool *pool = pool_new(base, 2, 4, smtp_auth_verify);
+    struct side_loop       side = { 0 };
+    struct job_result      here = { 0, false };
+
+    (void)state;
+    side.base = event_base_new();
+    side.mailbox = mailbox_or_fail(side.base);
+
+    /* Submitted before the side loop runs: it gets it when it starts. */
+    assert_non_null(smtp_auth_pool_submit(pool, side.mailbox, "wrong",
+                                          ALICE_HASH, on_side_done, &side));
+    assert_int_equal(pthread_create(&side.thread, NULL, side_main, &side),
+                     0);
+    assert_non_null(smtp_auth_pool_submit(pool, mailbox, "correct horse",
+                                          ALICE_HASH, on_done, &here));
+    loop_until(base, &here.calls, 1);
+    assert_int_equal(pthread_join(side.thread, NULL), 0);
+
+    assert_int_equal(here.calls, 1);
+    assert_true(here.match);
+    assert_int_equal(side.calls, 1);
+    assert_false(side.match);
+    assert_true(pthread_equal(side.ran_on, side.thread));
+
+    pool_free(pool);
+    mailbox_free(side.mailbox);
+    event_base_free(side.base);
     event_base_free(base);
 }
 
@@ -316,6 +415,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(results_reach_callbacks),
         cmocka_unit_test(queue_full_refuses_submit),
+        cmocka_unit_test(result_reaches_submitting_loop),
         cmocka_unit_test(cancelled_checks_never_call_back),
         cmocka_unit_test(free_with_checks_left),
     };
