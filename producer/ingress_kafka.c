@@ -72,7 +72,7 @@ struct ingress_kafka {
     rd_kafka_t                        *rk;
     pthread_t                          reporter;
     bool                               reporter_started;
-    volatile sig_atomic_t              stopping;
+    bool                               stopping;    /* atomic */
     /* Guards the pending messages and the fields below. */
     pthread_mutex_t                    lock;
     struct ingress_kafka_pending_list  pending;
@@ -284,7 +284,7 @@ ingress_kafka_free(struct ingress_kafka *ik)
         return;
 
     if (ik->reporter_started) {
-        ik->stopping = 1;
+        __atomic_store_n(&ik->stopping, true, __ATOMIC_RELEASE);
         pthread_join(ik->reporter, NULL);
     }
     ingress_kafka_stop(ik);
@@ -503,7 +503,7 @@ ingress_kafka_report_main(void *arg)
     struct timespec       pause = { 0, INGRESS_KAFKA_POLL_MS * 1000000L };
     bool                  fatal;
 
-    while (!ik->stopping) {
+    while (!__atomic_load_n(&ik->stopping, __ATOMIC_ACQUIRE)) {
         if (ik->rk == NULL) {
             nanosleep(&pause, NULL);
             continue;
