@@ -1398,7 +1398,13 @@ smtp_server_drain_loop(struct smtp_loop *loop)
         next = TAILQ_NEXT(c, entry);
         if (c->closing)
             continue;
-        if (c->proxy_wait) {
+        /*
+         * A client still in its TLS handshake cannot read a reply before
+         * the handshake ends, which it may hold off until the grace period
+         * is over, so it is cut at once, like one without its PROXY header.
+         */
+        if (c->proxy_wait ||
+            (c->tls && smtp_session_state(c->s) == SMTP_STATE_STARTTLS)) {
             smtp_server_free_conn(c, "shutdown");
             continue;
         }

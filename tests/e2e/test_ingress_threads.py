@@ -25,6 +25,9 @@ BASE_PORT = int(os.environ.get("FERRY_TEST_PORT", "29092")) + 500
 THREADS = 4
 MAX_CONNECTIONS_PER_CLIENT = 3
 
+# The ingress's grace period after SIGTERM for sessions waiting for Kafka.
+GRACE_S = 10
+
 
 class ThreadsStack(ferrystack.Stack):
     """A stack whose ingress runs THREADS event loops and offers STARTTLS
@@ -157,9 +160,15 @@ def test_limit_per_client_counts_every_thread(threads_stack):
 
 
 def test_sigterm_drains_every_thread(drain_stack):
-    """Idle sessions on every thread get 421 at once; a session whose
-    message waits for a stopped broker gets 250 once the broker resumes
-    within the grace period; then the ingress exits with 0."""
+    """Idle sessions on every thread get 421 at once. A session whose
+    message waits for a stopped broker gets 250 once the broker resumes,
+    within the grace period. A client that stalls in its TLS handshake is
+    cut at once instead of holding the exit to the end of the grace
+    period. Then the ingress exits with 0."""
+    stalled = Client(drain_stack, source="127.0.0.30")
+    assert stalled.reply().startswith("220 ")
+    assert stalled.command("EHLO client.ferry.test").startswith("250")
+    assert stalled.command("STARTTLS").startswith("220 ")
     waiting = Client(drain_stack)
     assert waiting.reply().startswith("220 ")
     idle = []
@@ -184,6 +193,7 @@ def test_sigterm_drains_every_thread(drain_stack):
         time.sleep(0.5)
         ingress = drain_stack.processes["ingress"][0]
         ingress.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
 
         for client in idle:
             reply = client.reply()
@@ -202,6 +212,10 @@ def test_sigterm_drains_every_thread(drain_stack):
     reply = waiting.reply()
     assert reply.startswith("421 4.3.2 "), reply
     waiting.close()
+    assert stalled.closed()
+    stalled.close()
+    ingress.wait(timeout=30)
+    assert time.monotonic() - signalled < GRACE_S
     assert drain_stack.stop_process("ingress", timeout=30) == 0
     with open(drain_stack.log_path("ingress")) as f:
         log = f.read()
