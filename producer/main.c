@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <getopt.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,6 +43,9 @@
 
 /* Seconds between updates of liveness, readiness and the state gauges. */
 #define MAIN_STATUS_S        1
+
+/* Descriptors kept for Kafka, the listeners, pipes, logs and refusals. */
+#define MAIN_FD_RESERVE      256
 
 /* Most event loop threads chosen by CPU count, when ingress.threads is 0. */
 #define MAIN_THREADS_MAX     16
@@ -80,6 +84,7 @@ static void main_on_stop_signal(evutil_socket_t sig, short what, void *arg);
 static void main_on_hangup(evutil_socket_t sig, short what, void *arg);
 static void main_reload(void *arg);
 static unsigned main_threads(const struct config *cfg);
+static void main_raise_fd_limit(const struct config *cfg);
 static void main_on_status(evutil_socket_t fd, short what, void *arg);
 
 
@@ -145,7 +150,8 @@ main(int argc, char **argv)
     if (main_check_durability(cfg) == -1)
         goto out;
 
-    /* Resources: the event loop, the Kafka producer, the listener. */
+    /* Resources: descriptors, the event loops, the producer, the listener. */
+    main_raise_fd_limit(cfg);
     signal(SIGPIPE, SIG_IGN);
     /* Ingress nodes started together must not fill the same partitions. */
     srandom((unsigned)(util_now_ms() ^ getpid()));
@@ -499,6 +505,35 @@ main_reload(void *arg)
             log_info(NULL, "credentials-reloaded", "signal=SIGHUP "
                      "users=%zu", reload->cfg->ningress_credentials);
     }
+}
+
+
+/*
+ * Raises the soft limit of open descriptors to the hard one, since each
+ * session takes one, and warns when ingress.max_connections does not fit
+ * under it with MAIN_FD_RESERVE to spare.
+ */
+static void
+main_raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit lim;
+
+    if (getrlimit(RLIMIT_NOFILE, &lim) == -1)
+        return;
+    if (lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &lim) == -1)
+            getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    if (lim.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)cfg->ingress_max_connections + MAIN_FD_RESERVE >
+            lim.rlim_cur)
+        log_warn(NULL, "descriptor-limit-low", "limit=%llu "
+                 "max_connections=%lld reserve=%d hint=\"raise the "
+                 "descriptor limit (ulimit -n, LimitNOFILE) or lower "
+                 "ingress.max_connections\"",
+                 (unsigned long long)lim.rlim_cur,
+                 (long long)cfg->ingress_max_connections, MAIN_FD_RESERVE);
 }
 
 
