@@ -23,7 +23,11 @@ import ferrystack
 BASE_PORT = int(os.environ.get("FERRY_TEST_PORT", "29092")) + 500
 
 THREADS = 4
+MAX_CONNECTIONS = 2500
 MAX_CONNECTIONS_PER_CLIENT = 3
+
+# Sessions held open at once by the test of many sessions.
+MANY_SESSIONS = 2000
 
 # The ingress's grace period after SIGTERM for sessions waiting for Kafka.
 GRACE_S = 10
@@ -47,6 +51,7 @@ class ThreadsStack(ferrystack.Stack):
         at = lines.index("ingress:") + 1
         lines[at:at] = [
             "  threads: %d" % THREADS,
+            "  max_connections: %d" % MAX_CONNECTIONS,
             "  max_connections_per_client: %d" % MAX_CONNECTIONS_PER_CLIENT,
             "  tls_certificate: %s" % cert,
             "  tls_key: %s" % key,
@@ -157,6 +162,29 @@ def test_limit_per_client_counts_every_thread(threads_stack):
     assert other.reply().startswith("220 ")
     for client in held + [other]:
         client.close()
+
+
+def test_thousands_of_sessions(threads_stack):
+    """MANY_SESSIONS sessions open at once, from 3 per address under the
+    limit per client, each greeted and each answering a command."""
+    sources = ["127.0.%d.%d" % (1 + i // 250, 1 + i % 250)
+               for i in range(MANY_SESSIONS // MAX_CONNECTIONS_PER_CLIENT + 1)]
+    clients = []
+    try:
+        for i in range(MANY_SESSIONS):
+            client = Client(threads_stack,
+                            source=sources[i // MAX_CONNECTIONS_PER_CLIENT])
+            clients.append(client)
+        for client in clients:
+            assert client.reply().startswith("220 ")
+        for client in clients:
+            client.sock.sendall(b"NOOP\r\n")
+        for client in clients:
+            assert client.reply().startswith("250 ")
+    finally:
+        for client in clients:
+            client.close()
+    assert threads_stack.processes["ingress"][0].poll() is None
 
 
 def test_sigterm_drains_every_thread(drain_stack):
