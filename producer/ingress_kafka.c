@@ -14,7 +14,7 @@
 #include "mailbox.h"
 #include "util.h"
 
-/* Longest wait of the report thread in one poll. */
+/* Maximum wait of the report thread in one poll. */
 #define INGRESS_KAFKA_POLL_MS        100
 
 /* Interval of ingress_kafka_flush()'s checks of the queue. */
@@ -494,7 +494,7 @@ ingress_kafka_restart(struct ingress_kafka *ik)
 /*
  * Serves delivery reports and errors until the ingress stops, and
  * replaces the producer after a fatal error. After a failed replacement
- * it only waits for the end: ingress_kafka_broken() tells the caller.
+ * it only waits for the end, and ingress_kafka_broken() returns true.
  */
 static void *
 ingress_kafka_report_main(void *arg)
