@@ -5,6 +5,7 @@
  */
 #include <event2/event.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <signal.h>
@@ -80,6 +81,7 @@ struct main_reload {
 static int main_add_signals(struct event_base *base, struct smtp_server *srv,
                             struct main_reload *reload,
                             struct event *events[3]);
+static void main_block_signals(sigset_t *saved);
 static void main_on_stop_signal(evutil_socket_t sig, short what, void *arg);
 static void main_on_hangup(evutil_socket_t sig, short what, void *arg);
 static void main_reload(void *arg);
@@ -106,6 +108,7 @@ main(int argc, char **argv)
     struct timeval        status_every = { MAIN_STATUS_S, 0 };
     struct main_reload    reload;
     unsigned              threads;
+    sigset_t              saved_mask;
     enum log_level        level = LOG_LEVEL_INFO;
     char                  err[1024];
     char                  quoted[1100];
@@ -138,9 +141,12 @@ main(int argc, char **argv)
     metrics = metrics_new();
     metrics_add_process(metrics, "ingress");
     ingress_metrics_init(metrics);
-    if (cfg->ingress_http_listen[0] != '\0' &&
-        (status.httpd = httpd_start(cfg->ingress_http_listen, metrics, err,
-                                    sizeof(err))) == NULL) {
+    main_block_signals(&saved_mask);
+    if (cfg->ingress_http_listen[0] != '\0')
+        status.httpd = httpd_start(cfg->ingress_http_listen, metrics, err,
+                                   sizeof(err));
+    pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
+    if (cfg->ingress_http_listen[0] != '\0' && status.httpd == NULL) {
         log_error(NULL, "startup-failed", "key=ingress.http_listen error=%s",
                   log_quote(quoted, sizeof(quoted), err));
         goto out;
@@ -187,8 +193,10 @@ main(int argc, char **argv)
 
     /* The durability check again every interval, off the event loop. */
     if (cfg->ingress_durability_check_interval > 0) {
+        main_block_signals(&saved_mask);
         durability = ingress_durability_monitor_start(
             cfg, MAIN_DURABILITY_MS, ingress_durability_check);
+        pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
         if (durability == NULL) {
             log_error(NULL, "startup-failed", "error=\"cannot start the "
                       "durability check thread\"");
@@ -252,6 +260,7 @@ out:
      * and the AUTH pool, then the pool, whose running checks post to the
      * loops' mailboxes, then the loops.
      */
+    main_block_signals(NULL);
     for (int i = 0; i < 3; i++)
         if (signals[i] != NULL)
             event_free(signals[i]);
@@ -446,6 +455,27 @@ main_add_signals(struct event_base *base, struct smtp_server *srv,
         if (events[i] == NULL || evsignal_add(events[i], NULL) == -1)
             return -1;
     return 0;
+}
+
+
+/*
+ * Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and stores the
+ * previous mask in saved, unless it is NULL. Threads created meanwhile
+ * inherit the mask, so these signals reach only the main thread. The
+ * teardown blocks them as well, because freeing their events restores
+ * the default action, which would kill the process instead of letting it
+ * exit with its own status. A signal that arrives then stays pending.
+ */
+static void
+main_block_signals(sigset_t *saved)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, saved);
 }
 
 

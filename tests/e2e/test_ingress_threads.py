@@ -292,3 +292,21 @@ def test_sighup_while_every_thread_serves(threads_stack):
         log = f.read()
     assert " tls-reloaded signal=SIGHUP" in log, log[-2000:]
     assert " tls-reload-failed " not in log
+
+
+def test_signal_during_teardown(drain_stack):
+    """A SIGHUP or a second SIGTERM that arrives after the loops stopped,
+    while the ingress frees its producer, leaves the exit status 0
+    instead of killing the process."""
+    ingress = drain_stack.processes["ingress"][0]
+    log_path = drain_stack.log_path("ingress")
+    ingress.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with open(log_path) as f:
+            if " stopped unflushed=" in f.read():
+                break
+        time.sleep(0.005)
+    ingress.send_signal(signal.SIGHUP)
+    ingress.send_signal(signal.SIGTERM)
+    assert ingress.wait(timeout=10) == 0
