@@ -2,10 +2,11 @@
  * smtp_server: the listening socket and one bufferevent per client, which
  * connect the SMTP sessions to the network and to the Kafka producer.
  *
- * The server runs several event loops, each on a thread of its own, all
- * accepting from one listening socket; a connection stays on the loop
- * that accepted it. Loop 0 is the caller's: its base and its thread. The
- * connection limits count the connections of every loop.
+ * The server runs several event loops, each on a thread of its own. Loop 0
+ * is the caller's base and thread. It accepts every connection and hands
+ * them to the loops in turn through their mailboxes, and a connection
+ * stays on the loop it was handed to. The connection limits count the
+ * connections of every loop.
  *
  * A connection owns its session. While the session waits for Kafka, the
  * connection keeps a pointer to the pending produce and runs an ack timer.
