@@ -733,14 +733,18 @@ ingress_kafka_produce(struct ingress_kafka *ik,
     unsigned char      *value = envelope_encode(env, &len);
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__STATE;
 
-    /* Counted first: the report may come before producev() returns. */
-    pthread_mutex_lock(&ik->lock);
-    if (++p->queued == p->chunk_count)
-        p->sealed = true;
-    pthread_mutex_unlock(&ik->lock);
-
+    /*
+     * The read lock spans the count and its correction, so a producer
+     * being destroyed sees the count either before or after this record.
+     */
     pthread_rwlock_rdlock(&ik->rk_lock);
-    if (ik->rk != NULL)
+    if (ik->rk != NULL) {
+        /* Counted first: the report may come before producev() returns. */
+        pthread_mutex_lock(&ik->lock);
+        if (++p->queued == p->chunk_count)
+            p->sealed = true;
+        pthread_mutex_unlock(&ik->lock);
+
         err = rd_kafka_producev(ik->rk,
                                 RD_KAFKA_V_TOPIC(p->topic),
                                 RD_KAFKA_V_KEY(p->id, ENVELOPE_ID_LEN),
@@ -748,6 +752,12 @@ ingress_kafka_produce(struct ingress_kafka *ik,
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
                                 RD_KAFKA_V_OPAQUE(p),
                                 RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            pthread_mutex_lock(&ik->lock);
+            p->queued--;
+            pthread_mutex_unlock(&ik->lock);
+        }
+    }
     pthread_rwlock_unlock(&ik->rk_lock);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return 0;     /* librdkafka frees value after the report */
@@ -757,9 +767,6 @@ ingress_kafka_produce(struct ingress_kafka *ik,
              "chunks=%u", p->topic, rd_kafka_err2name(err),
              env->chunk_index, p->chunk_count);
     free(value);
-    pthread_mutex_lock(&ik->lock);
-    p->queued--;
-    pthread_mutex_unlock(&ik->lock);
     *errp = err;
     return -1;
 }
