@@ -45,6 +45,9 @@
 /* Seconds between updates of liveness, readiness and the state gauges. */
 #define MAIN_STATUS_S        1
 
+/* Age of an event loop's last beat beyond which the ingress is not alive. */
+#define MAIN_LOOP_STALL_MS   5000
+
 /* Descriptors kept for Kafka, the listeners, pipes, logs and refusals. */
 #define MAIN_FD_RESERVE      256
 
@@ -607,7 +610,13 @@ main_on_status(evutil_socket_t fd, short what, void *arg)
     }
     ingress_metrics_kafka_ready(usable);
     ingress_metrics_durability_ok(durable);
-    httpd_set_alive(st->httpd);
+
+    /* Alive only while every event loop runs, not just this one. */
+    if (smtp_server_alive(st->srv, MAIN_LOOP_STALL_MS))
+        httpd_set_alive(st->httpd);
+    else
+        log_warn(NULL, "loop-stalled", "max_age_ms=%d action=not-alive",
+                 MAIN_LOOP_STALL_MS);
     if (!usable)
         httpd_set_ready(st->httpd, "the Kafka producer is being recreated");
     else if (!durable)

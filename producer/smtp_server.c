@@ -52,6 +52,9 @@
 /* Pause in accepting after running out of descriptors or memory. */
 #define SMTP_SERVER_ACCEPT_PAUSE_MS  1000
 
+/* Interval of each loop's beat, which smtp_server_alive() checks. */
+#define SMTP_SERVER_BEAT_MS          1000
+
 /* Maximum host name length in the greeting and the Received header. */
 #define SMTP_SERVER_HOSTNAME_MAX     253
 
@@ -98,6 +101,8 @@ struct smtp_loop {
     bool                   thread_started;
     bool                   exited;      /* guarded by srv->lock */
     struct event          *drain_timer;
+    struct event          *beat_timer;
+    int64_t                beat_ms;     /* last beat; atomic */
     struct smtp_conn_list  conns;       /* guarded by srv->lock */
     size_t                 nconns;
     bool                   draining;
@@ -191,6 +196,7 @@ static void smtp_server_on_drain(struct mailbox_item *item);
 static void smtp_server_on_stop(struct mailbox_item *item);
 static void smtp_server_on_pause(struct mailbox_item *item);
 static void smtp_server_on_handoff(struct mailbox_item *item);
+static void smtp_server_on_beat(evutil_socket_t fd, short what, void *arg);
 static void smtp_server_add_conn(struct smtp_loop *loop, evutil_socket_t fd,
                                  const struct sockaddr *sa, int salen);
 
@@ -296,6 +302,9 @@ static int
 smtp_server_loop_init(struct smtp_server *srv, struct smtp_loop *loop,
                       struct event_base *base, char *err, size_t errlen)
 {
+    struct timeval beat = { SMTP_SERVER_BEAT_MS / 1000,
+                            (SMTP_SERVER_BEAT_MS % 1000) * 1000 };
+
     loop->srv = srv;
     loop->index = (unsigned)(loop - srv->loops);
     loop->drain_item.run = smtp_server_on_drain;
@@ -312,12 +321,46 @@ smtp_server_loop_init(struct smtp_server *srv, struct smtp_loop *loop,
         return -1;
     loop->drain_timer = evtimer_new(loop->base, smtp_server_on_drain_timer,
                                     loop);
-    if (loop->drain_timer == NULL) {
-        snprintf(err, errlen, "cannot register the drain timer of thread "
-                 "%u", loop->index);
+    loop->beat_timer = event_new(loop->base, -1, EV_PERSIST,
+                                 smtp_server_on_beat, loop);
+    loop->beat_ms = util_monotonic_ms();
+    if (loop->drain_timer == NULL || loop->beat_timer == NULL ||
+        event_add(loop->beat_timer, &beat) == -1) {
+        snprintf(err, errlen, "cannot register the timers of thread %u",
+                 loop->index);
         return -1;
     }
     return 0;
+}
+
+
+/* Records that the loop ran just now, for smtp_server_alive(). */
+static void
+smtp_server_on_beat(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_loop *loop = arg;
+
+    __atomic_store_n(&loop->beat_ms, util_monotonic_ms(), __ATOMIC_RELAXED);
+}
+
+
+bool
+smtp_server_alive(struct smtp_server *srv, int64_t max_age_ms)
+{
+    int64_t now = util_monotonic_ms();
+    bool    alive = true;
+
+    pthread_mutex_lock(&srv->lock);
+    for (unsigned i = 0; i < srv->nloops && alive; i++) {
+        struct smtp_loop *loop = &srv->loops[i];
+
+        if (!loop->exited &&
+            now - __atomic_load_n(&loop->beat_ms, __ATOMIC_RELAXED) >
+                max_age_ms)
+            alive = false;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return alive;
 }
 
 
@@ -388,6 +431,15 @@ smtp_server_stop(struct smtp_server *srv)
     if (srv->stopping)
         return;
     srv->stopping = true;
+
+    /*
+     * No connection is handed out after this, so each loop runs the ones
+     * handed to it before its stop item, and none is left in a mailbox.
+     */
+    if (srv->listener != NULL) {
+        evconnlistener_free(srv->listener);
+        srv->listener = NULL;
+    }
     for (unsigned i = 0; i < srv->nloops; i++) {
         struct smtp_loop *loop = &srv->loops[i];
 
@@ -477,6 +529,8 @@ smtp_server_loop_free(struct smtp_loop *loop)
         return;     /* never set up */
     if (loop->drain_timer != NULL)
         event_free(loop->drain_timer);
+    if (loop->beat_timer != NULL)
+        event_free(loop->beat_timer);
     mailbox_free(loop->mailbox);
     if (loop->index > 0 && loop->base != NULL)
         event_base_free(loop->base);
@@ -608,7 +662,7 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
 {
     struct smtp_server  *srv = arg;
     struct smtp_loop    *loop = &srv->loops[srv->next_loop];
-    struct smtp_handoff *h;
+    struct smtp_handoff *handoff;
     char                 peer[INET6_ADDRSTRLEN];
 
     /* Only the configured load balancers may send a PROXY header. */
@@ -626,13 +680,13 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
         smtp_server_add_conn(loop, fd, sa, salen);
         return;
     }
-    h = xcalloc(1, sizeof(*h));
-    h->item.run = smtp_server_on_handoff;
-    h->loop = loop;
-    h->fd = fd;
-    memcpy(&h->client, sa, (size_t)salen);
-    h->salen = salen;
-    mailbox_post(loop->mailbox, &h->item);
+    handoff = xcalloc(1, sizeof(*handoff));
+    handoff->item.run = smtp_server_on_handoff;
+    handoff->loop = loop;
+    handoff->fd = fd;
+    memcpy(&handoff->client, sa, (size_t)salen);
+    handoff->salen = salen;
+    mailbox_post(loop->mailbox, &handoff->item);
 }
 
 
@@ -640,12 +694,13 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
 static void
 smtp_server_on_handoff(struct mailbox_item *item)
 {
-    struct smtp_handoff *h = (struct smtp_handoff *)(void *)
+    struct smtp_handoff *handoff = (struct smtp_handoff *)(void *)
         ((char *)item - offsetof(struct smtp_handoff, item));
 
-    smtp_server_add_conn(h->loop, h->fd, (struct sockaddr *)&h->client,
-                         h->salen);
-    free(h);
+    smtp_server_add_conn(handoff->loop, handoff->fd,
+                         (struct sockaddr *)&handoff->client,
+                         handoff->salen);
+    free(handoff);
 }
 
 
@@ -1379,8 +1434,8 @@ smtp_server_on_drain(struct mailbox_item *item)
 
 
 /*
- * Stops the loop's accepting, sends 421 to its sessions between commands
- * and in DATA, and gives those waiting for Kafka the grace period.
+ * Sends 421 to the loop's sessions between commands and in DATA, and
+ * gives those waiting for Kafka the grace period.
  */
 static void
 smtp_server_drain_loop(struct smtp_loop *loop)

@@ -20,7 +20,9 @@
 #define FERRY_SMTP_SERVER_H
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "ingress_durability.h"
@@ -85,6 +87,12 @@ void smtp_server_disconnect(struct smtp_server *srv);
  * must be freed before.
  */
 void smtp_server_free(struct smtp_server *srv);
+
+/*
+ * Returns whether every loop that has not exited ran within max_age_ms,
+ * for the liveness check. Safe from any thread.
+ */
+bool smtp_server_alive(struct smtp_server *srv, int64_t max_age_ms);
 
 /* Counts the connections of every loop; safe from any thread. */
 size_t smtp_server_connections(struct smtp_server *srv);
