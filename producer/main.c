@@ -51,7 +51,7 @@
 /* Descriptors kept for Kafka, the listeners, pipes, logs and refusals. */
 #define MAIN_FD_RESERVE      256
 
-/* Most event loop threads chosen by CPU count, when ingress.threads is 0. */
+/* Maximum number of event loops chosen by CPU count (ingress.threads 0). */
 #define MAIN_THREADS_MAX     16
 
 struct main_args {
@@ -571,9 +571,10 @@ main_raise_fd_limit(const struct config *cfg)
 
 
 /*
- * ingress.threads, or when it is 0 one loop per CPU the process may run
- * on (its affinity mask, which taskset and cpusets narrow). A CPU quota,
- * such as a Kubernetes CPU limit, is not seen; set ingress.threads then.
+ * Returns ingress.threads, or when it is 0 one loop per CPU the process
+ * may run on (its affinity mask, which taskset and cpusets narrow). A CPU
+ * quota, such as a Kubernetes CPU limit, is not seen, so set
+ * ingress.threads under one.
  */
 static unsigned
 main_threads(const struct config *cfg)
