@@ -19,6 +19,7 @@ import time
 import pytest
 
 import ferrystack
+from rawsmtp import Client
 
 BASE_PORT = int(os.environ.get("FERRY_TEST_PORT", "29092")) + 500
 
@@ -75,38 +76,6 @@ def drain_stack(tmp_path):
     with ThreadsStack(str(tmp_path), base_port=BASE_PORT + 30,
                       log=lambda text: None) as running:
         yield running
-
-
-class Client:
-    """A raw SMTP connection from a chosen loopback address."""
-
-    def __init__(self, stack, source="127.0.0.1"):
-        self.sock = socket.create_connection(
-            ("127.0.0.1", stack.smtp_port), timeout=30,
-            source_address=(source, 0))
-        self.file = self.sock.makefile("rb")
-
-    def reply(self):
-        """Return one whole reply, or "" when the server closed."""
-        lines = []
-        while True:
-            line = self.file.readline().decode()
-            if line == "":
-                return "".join(lines)
-            lines.append(line)
-            if len(line) < 4 or line[3] != "-":
-                return "".join(lines)
-
-    def command(self, line):
-        self.sock.sendall((line + "\r\n").encode())
-        return self.reply()
-
-    def closed(self):
-        return self.file.read() == b""
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
 
 
 def connect_threads(stack):
@@ -178,7 +147,7 @@ def test_thousands_of_sessions(threads_stack):
         for client in clients:
             assert client.reply().startswith("220 ")
         for client in clients:
-            client.sock.sendall(b"NOOP\r\n")
+            client.send(b"NOOP\r\n")
         for client in clients:
             assert client.reply().startswith("250 ")
     finally:
@@ -217,7 +186,7 @@ def test_sigterm_drains_every_thread(drain_stack):
     kafka = drain_stack.kafka_pid()
     os.kill(kafka, signal.SIGSTOP)
     try:
-        waiting.sock.sendall(b"Subject: drain\r\n\r\nbody\r\n.\r\n")
+        waiting.send(b"Subject: drain\r\n\r\nbody\r\n.\r\n")
         time.sleep(0.5)
         ingress = drain_stack.processes["ingress"][0]
         ingress.send_signal(signal.SIGTERM)
