@@ -5,17 +5,19 @@ target, the headers named in SignedHeaders with their received values, the
 body and the X-Amz-Date timestamp) and calls botocore.auth.SigV4Auth for the
 canonical request, string to sign and signature. Neither the header set nor
 the timestamp comes from botocore itself, so any correct SigV4 client passes,
-not only botocore.
+not only botocore. The signing key is derived as SigV4Auth.signature derives
+it, once per access key and scope date, and reused.
 """
 
 import datetime
 import hashlib
 import hmac
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from email.message import Message
 
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HTTPHeaders
+from botocore.awsrequest import HTTPHeaders
 from botocore.credentials import Credentials
 
 from .errors import ApiError
@@ -23,6 +25,10 @@ from .errors import ApiError
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE_NAME = "ses"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+# AMZ_DATE_FORMAT with two-digit fields, which datetime() reads faster than strptime.
+AMZ_DATE_DIGITS = re.compile(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z")
+# Maximum number of signing keys a verifier caches. A full cache is emptied before the next key is added.
+MAX_CACHED_SIGNING_KEYS = 64
 # AWS rejects a request whose X-Amz-Date is more than 5 minutes from its clock.
 MAX_CLOCK_SKEW = datetime.timedelta(minutes=5)
 
@@ -93,20 +99,51 @@ def parse_authorization(value: str) -> Authorization:
     )
 
 
+@dataclass
+class ReceivedRequest:
+    """The request attributes that SigV4Auth reads to sign a request.
+
+    It takes the place of botocore's AWSRequest, whose preparation (a copy
+    of the headers and the body) the verifier does not need. The URL has no
+    separate query parameters, so params stays empty.
+    """
+
+    method: str
+    url: str
+    headers: HTTPHeaders
+    body: bytes
+    context: dict
+    params: dict = field(default_factory=dict)
+
+
 class ReceivedHeadersSigV4Auth(SigV4Auth):
     """SigV4Auth that canonicalizes exactly the headers the client signed.
 
     botocore's own headers_to_sign picks every request header except a fixed
     exclusion list, and would drop a signed User-Agent. The verifier instead
-    uses the client's SignedHeaders list with the received values.
+    uses the client's SignedHeaders list with the received values. signature()
+    uses a signing key that the caller derived with signing_key().
     """
 
-    def __init__(self, credentials: Credentials, region: str, signed_headers: HTTPHeaders):
+    def __init__(self, credentials: Credentials, region: str, signed_headers: HTTPHeaders,
+                 signing_key: bytes):
         super().__init__(credentials, SERVICE_NAME, region)
         self._signed_headers = signed_headers
+        self._signing_key = signing_key
 
     def headers_to_sign(self, request):
         return self._signed_headers
+
+    def signature(self, string_to_sign, request):
+        return self._sign(self._signing_key, string_to_sign, hex=True)
+
+
+def signing_key(secret: str, scope_date: str, region: str) -> bytes:
+    """Derive the SigV4 signing key with the HMAC chain that SigV4Auth.signature uses."""
+    key = f"AWS4{secret}".encode("utf-8")
+    for part in (scope_date, region, SERVICE_NAME, "aws4_request"):
+        key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
+    return key
 
 
 def format_amz_date(moment: datetime.datetime) -> str:
@@ -119,6 +156,7 @@ class SigV4Verifier:
     def __init__(self, region: str, secrets_by_access_key_id: dict[str, str]):
         self.region = region
         self._secrets = dict(secrets_by_access_key_id)
+        self._signing_keys: dict[tuple[str, str], bytes] = {}
 
     def verify(self, method: str, target: str, headers: Message, body: bytes) -> str:
         """Return the access key id that signed the request, or raise ApiError.
@@ -165,6 +203,13 @@ class SigV4Verifier:
 
     @staticmethod
     def _parse_amz_date(amz_date: str) -> datetime.datetime:
+        digits = AMZ_DATE_DIGITS.fullmatch(amz_date)
+        if digits is not None:
+            try:
+                fields = map(int, digits.groups())
+                return datetime.datetime(*fields, tzinfo=datetime.timezone.utc)
+            except ValueError:
+                pass  # strptime below decides, and its error is the one reported
         try:
             parsed = datetime.datetime.strptime(amz_date, AMZ_DATE_FORMAT)
         except ValueError:
@@ -251,15 +296,26 @@ class SigV4Verifier:
                 f"SHA-256 of the request body, {actual}."
             )
 
+    def _signing_key(self, credentials: Credentials, scope_date: str) -> bytes:
+        cache_key = (credentials.access_key, scope_date)
+        key = self._signing_keys.get(cache_key)
+        if key is None:
+            key = signing_key(credentials.secret_key, scope_date, self.region)
+            if len(self._signing_keys) >= MAX_CACHED_SIGNING_KEYS:
+                self._signing_keys.clear()
+            self._signing_keys[cache_key] = key
+        return key
+
     def _compute_signature(self, method, target, amz_date, signed_headers, body, credentials):
-        request = AWSRequest(
+        request = ReceivedRequest(
             method=method,
             url=f"http://{signed_headers['host']}{target}",
             headers=signed_headers,
-            data=body,
+            body=body,
+            context={"timestamp": amz_date},
         )
-        request.context["timestamp"] = amz_date
-        signer = ReceivedHeadersSigV4Auth(credentials, self.region, signed_headers)
+        signer = ReceivedHeadersSigV4Auth(credentials, self.region, signed_headers,
+                                          self._signing_key(credentials, amz_date[:8]))
         canonical_request = signer.canonical_request(request)
         string_to_sign = signer.string_to_sign(request, canonical_request)
         return ExpectedSignature(
