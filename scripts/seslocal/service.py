@@ -2,12 +2,11 @@
 
 import base64
 import binascii
-import datetime
 import hashlib
 import json
+import os
 import threading
 import time
-import uuid
 from collections import Counter
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -26,6 +25,7 @@ from .errors import (
 )
 from .faults import FaultInjector
 from .ledger import Ledger
+from .logs import format_rfc3339
 from .quota import SendingQuota
 
 ENVELOPE_ID_TAG = "ferry-envelope-id"
@@ -39,15 +39,23 @@ def load_sesv2_model():
     return botocore.session.get_session().get_service_model("sesv2")
 
 
+def random_uuid() -> str:
+    """Return a random (version 4) UUID as str(uuid.uuid4()) does, without building a UUID object."""
+    data = bytearray(os.urandom(16))
+    data[6] = data[6] & 0x0F | 0x40  # version 4
+    data[8] = data[8] & 0x3F | 0x80  # RFC 4122 variant
+    text = data.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def new_message_id() -> str:
     """Return an id shaped like SES's: 0100 + 12 hex digits of Unix ms, a UUID and -000000."""
     milliseconds = time.time_ns() // 1_000_000
-    return f"0100{milliseconds:012x}-{uuid.uuid4()}-000000"
+    return f"0100{milliseconds:012x}-{random_uuid()}-000000"
 
 
 def rfc3339_now() -> str:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return format_rfc3339(time.time())
 
 
 def parse_json_object(body: bytes) -> dict:
