@@ -9,7 +9,6 @@ import socket
 import struct
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -24,7 +23,7 @@ from .faults import (
     FaultInjector,
 )
 from .logs import log_event, logger
-from .service import SesService, parse_json_object
+from .service import SesService, parse_json_object, random_uuid
 from .sigv4 import SigV4Verifier
 
 # A SendEmail body is the base64 message plus a little JSON, so a larger body
@@ -93,6 +92,8 @@ class SesLocalServer(ThreadingHTTPServer):
         self.latency_seconds = latency_seconds
         self.processes = processes
         self.stopping = threading.Event()
+        # (whole second, Date header value) of the last response
+        self.date_header: tuple[int | None, str] = (None, "")
         super().__init__(address, SesRequestHandler)
 
     def stop(self) -> None:
@@ -104,13 +105,36 @@ class SesLocalServer(ThreadingHTTPServer):
 
 class SesRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body leave in two writes. With Nagle's algorithm on, the
-    # body waits for the client's delayed ACK of the headers (40 ms on Linux).
+    # Responses are buffered and leave in one write when _send_json flushes.
+    # Anything written without a flush, such as an error response of
+    # http.server itself, leaves when handle_one_request or finish flushes.
+    wbufsize = -1
+    # Without the buffer, headers and body left in two writes, and with
+    # Nagle's algorithm on, the body waited for the client's delayed ACK of
+    # the headers (40 ms on Linux). The buffer may still split a response
+    # larger than io.DEFAULT_BUFFER_SIZE.
     disable_nagle_algorithm = True
     server_version = "ses-local"
 
     def version_string(self) -> str:
         return self.server_version
+
+    def date_time_string(self, timestamp=None) -> str:
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        # The Date header changes once a second, so it is formatted once a second.
+        second = int(time.time())
+        cached_second, text = self.server.date_header
+        if cached_second != second:
+            text = super().date_time_string(second)
+            self.server.date_header = (second, text)
+        return text
+
+    def handle_expect_100(self) -> bool:
+        # The client waits for "100 Continue" before it sends the body, so it must not stay in the buffer.
+        accepted = super().handle_expect_100()
+        self.wfile.flush()
+        return accepted
 
     def do_GET(self):
         self._handle()
@@ -126,13 +150,14 @@ class SesRequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):
         # http.server's own access lines are replaced by one "request" line per request.
-        logger.debug("http.server %s", format % args)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("http.server %s", format % args)
 
     # Request entry point
 
     def _handle(self) -> None:
         started = time.monotonic()
-        self.request_id = str(uuid.uuid4())
+        self.request_id = random_uuid()
         self.log_fields = {"method": self.command, "path": self.path}
         self.log_level = logging.INFO
         target = self.path
@@ -358,6 +383,7 @@ class SesRequestHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+        self.wfile.flush()
         self.log_fields.setdefault("status", status)
 
     def _send_internal_error(self, error: Exception) -> None:
