@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -56,6 +57,15 @@ def new_message_id() -> str:
 
 def rfc3339_now() -> str:
     return format_rfc3339(time.time())
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_addresses(value: str) -> tuple[str, ...]:
+    """Return the addresses in one address header value, as email.utils.getaddresses reads them.
+
+    Cached because a sender sends many messages with the same FromEmailAddress.
+    """
+    return tuple(address for _, address in getaddresses([value]) if address)
 
 
 def parse_json_object(body: bytes) -> dict:
@@ -222,9 +232,12 @@ class SesService:
         if "Raw" not in params["Content"]:
             raise bad_request("Content must contain Raw, the only content type that ses-local supports.")
 
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw_message)
-        senders = self._sender_addresses(params, headers)
         destinations = self._destinations(params)
+        headers = None
+        if not params.get("FromEmailAddress") or not destinations:
+            # Only a body without FromEmailAddress or Destination needs the raw headers.
+            headers = BytesHeaderParser(policy=compat32).parsebytes(raw_message)
+        senders = self._sender_addresses(params, headers)
         recipients = destinations or self._header_recipients(headers)
         if len(recipients) > MAX_RECIPIENTS:
             # NOTE: the limit is SES's, but the error code and wording are this
@@ -285,11 +298,15 @@ class SesService:
 
     @staticmethod
     def _sender_addresses(params: dict, headers) -> list[str]:
+        """Return the FromEmailAddress addresses, else those of the From headers.
+
+        headers may be None when FromEmailAddress is set.
+        """
         if params.get("FromEmailAddress"):
-            values = [params["FromEmailAddress"]]
+            addresses = list(parse_addresses(params["FromEmailAddress"]))
         else:
             values = headers.get_all("From") or []
-        addresses = [address for _, address in getaddresses(values) if address]
+            addresses = [address for _, address in getaddresses(values) if address]
         if not addresses:
             raise message_rejected(
                 "The message has no sender: set FromEmailAddress or a From header in the raw message."
