@@ -21,6 +21,10 @@ struct mailbox_item {
     void               (*run)(struct mailbox_item *item);
 };
 
+/* Returns the object of type that embeds item as its member. */
+#define MAILBOX_OWNER(item, type, member) \
+    ((type *)(void *)((char *)(item) - offsetof(type, member)))
+
 struct mailbox;
 
 /* Registers the mailbox with base. Returns NULL and fills err on failure. */

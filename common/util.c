@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,4 +96,18 @@ util_hex(const unsigned char *in, size_t len, char *out)
         out[2 * i + 1] = digits[in[i] & 0x0f];
     }
     out[2 * len] = '\0';
+}
+
+
+int
+util_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, saved;
+    int      rc;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    rc = pthread_create(thread, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    return rc;
 }

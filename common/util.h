@@ -7,6 +7,7 @@
 #ifndef FERRY_UTIL_H
 #define FERRY_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,12 @@ char *xstrndup(const char *s, size_t n) UTIL_ALLOC;
 
 int64_t util_now_ms(void);          /* wall clock, milliseconds */
 int64_t util_monotonic_ms(void);
+
+/*
+ * Starts a thread with every signal blocked, so signals go to the main
+ * thread, whose event loop handles them. Returns pthread_create()'s code.
+ */
+int util_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /* Writes 2 * len hex digits and a NUL into out. */
 void util_hex(const unsigned char *in, size_t len, char *out);

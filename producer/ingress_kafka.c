@@ -1,7 +1,6 @@
 #include "ingress_kafka.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,7 +237,6 @@ struct ingress_kafka *
 ingress_kafka_new(const struct config *cfg, char *err, size_t errlen)
 {
     struct ingress_kafka *ik = xcalloc(1, sizeof(*ik));
-    sigset_t              all, saved;
     int                   rc;
 
     ik->cfg = cfg;
@@ -251,11 +249,7 @@ ingress_kafka_new(const struct config *cfg, char *err, size_t errlen)
     if (ingress_kafka_start(ik, err, errlen) == -1)
         goto fail;
 
-    /* Signals go to the main thread, whose event loop handles them. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved);
-    rc = pthread_create(&ik->reporter, NULL, ingress_kafka_report_main, ik);
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    rc = util_thread_start(&ik->reporter, ingress_kafka_report_main, ik);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the Kafka report thread: %s",
                  strerror(rc));
@@ -606,8 +600,8 @@ ingress_kafka_notify(struct ingress_kafka_pending *p, rd_kafka_resp_err_t err)
 static void
 ingress_kafka_on_outcome(struct mailbox_item *item)
 {
-    struct ingress_kafka_pending *p = (struct ingress_kafka_pending *)(void *)
-        ((char *)item - offsetof(struct ingress_kafka_pending, item));
+    struct ingress_kafka_pending *p =
+        MAILBOX_OWNER(item, struct ingress_kafka_pending, item);
     struct ingress_kafka         *ik = p->ik;
     void                        (*done)(void *, rd_kafka_resp_err_t);
     void                         *arg;
@@ -734,8 +728,8 @@ ingress_kafka_produce(struct ingress_kafka *ik,
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__STATE;
 
     /*
-     * The read lock spans the count and its correction, so a producer
-     * being destroyed sees the count either before or after this record.
+     * The read lock covers the count and its correction, so a producer
+     * being destroyed reads the count from before this record or after it.
      */
     pthread_rwlock_rdlock(&ik->rk_lock);
     if (ik->rk != NULL) {

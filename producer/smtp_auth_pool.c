@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -64,7 +63,6 @@ smtp_auth_pool_new(int threads, size_t queue_max,
                    smtp_auth_pool_verify_fn verify, char *err, size_t errlen)
 {
     struct smtp_auth_pool *pool = xcalloc(1, sizeof(*pool));
-    sigset_t               all, saved;
     int                    rc = 0;
 
     pool->verify = verify;
@@ -75,16 +73,12 @@ smtp_auth_pool_new(int threads, size_t queue_max,
     TAILQ_INIT(&pool->waiting);
     TAILQ_INIT(&pool->finished);
 
-    /* Signals go to the main thread, whose event loop handles them. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved);
     for (; pool->nthreads < threads; pool->nthreads++) {
-        rc = pthread_create(&pool->threads[pool->nthreads], NULL,
-                            smtp_auth_pool_main, pool);
+        rc = util_thread_start(&pool->threads[pool->nthreads],
+                               smtp_auth_pool_main, pool);
         if (rc != 0)
             break;
     }
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start AUTH thread %d of %d: %s",
                  pool->nthreads + 1, threads, strerror(rc));
@@ -225,8 +219,8 @@ smtp_auth_pool_main(void *arg)
 static void
 smtp_auth_pool_on_finished(struct mailbox_item *item)
 {
-    struct smtp_auth_pool_job *job = (struct smtp_auth_pool_job *)(void *)
-        ((char *)item - offsetof(struct smtp_auth_pool_job, item));
+    struct smtp_auth_pool_job *job =
+        MAILBOX_OWNER(item, struct smtp_auth_pool_job, item);
     struct smtp_auth_pool     *pool = job->pool;
 
     pthread_mutex_lock(&pool->lock);

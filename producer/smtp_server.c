@@ -11,7 +11,6 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,17 +366,12 @@ smtp_server_alive(struct smtp_server *srv, int64_t max_age_ms)
 int
 smtp_server_start(struct smtp_server *srv, char *err, size_t errlen)
 {
-    sigset_t all, saved;
-    int      rc = 0;
+    int rc = 0;
 
-    /* Signals go to the main thread, whose event loop handles them. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved);
     for (unsigned i = 1; i < srv->nloops && rc == 0; i++) {
         struct smtp_loop *loop = &srv->loops[i];
 
-        rc = pthread_create(&loop->thread, NULL, smtp_server_loop_main,
-                            loop);
+        rc = util_thread_start(&loop->thread, smtp_server_loop_main, loop);
         if (rc == 0) {
             loop->thread_started = true;
             pthread_mutex_lock(&srv->lock);
@@ -385,7 +379,6 @@ smtp_server_start(struct smtp_server *srv, char *err, size_t errlen)
             pthread_mutex_unlock(&srv->lock);
         }
     }
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start an event loop thread: %s",
                  strerror(rc));
@@ -454,8 +447,7 @@ smtp_server_stop(struct smtp_server *srv)
 static void
 smtp_server_on_stop(struct mailbox_item *item)
 {
-    struct smtp_loop *loop = (struct smtp_loop *)(void *)
-        ((char *)item - offsetof(struct smtp_loop, stop_item));
+    struct smtp_loop *loop = MAILBOX_OWNER(item, struct smtp_loop, stop_item);
 
     event_base_loopexit(loop->base, NULL);
 }
@@ -491,8 +483,8 @@ smtp_server_pause(struct smtp_server *srv, void (*fn)(void *arg), void *arg)
 static void
 smtp_server_on_pause(struct mailbox_item *item)
 {
-    struct smtp_loop   *loop = (struct smtp_loop *)(void *)
-        ((char *)item - offsetof(struct smtp_loop, pause_item));
+    struct smtp_loop   *loop =
+        MAILBOX_OWNER(item, struct smtp_loop, pause_item);
     struct smtp_server *srv = loop->srv;
 
     pthread_mutex_lock(&srv->lock);
@@ -694,8 +686,8 @@ smtp_server_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
 static void
 smtp_server_on_handoff(struct mailbox_item *item)
 {
-    struct smtp_handoff *handoff = (struct smtp_handoff *)(void *)
-        ((char *)item - offsetof(struct smtp_handoff, item));
+    struct smtp_handoff *handoff =
+        MAILBOX_OWNER(item, struct smtp_handoff, item);
 
     smtp_server_add_conn(handoff->loop, handoff->fd,
                          (struct sockaddr *)&handoff->client,
@@ -1428,8 +1420,7 @@ smtp_server_drain(struct smtp_server *srv, int grace_ms)
 static void
 smtp_server_on_drain(struct mailbox_item *item)
 {
-    smtp_server_drain_loop((struct smtp_loop *)(void *)
-        ((char *)item - offsetof(struct smtp_loop, drain_item)));
+    smtp_server_drain_loop(MAILBOX_OWNER(item, struct smtp_loop, drain_item));
 }
 
 
