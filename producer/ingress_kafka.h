@@ -10,7 +10,7 @@
  * and the outcome has run, or when the producer is destroyed, and never
  * by the caller. A session that stops waiting (ack deadline, client gone,
  * shutdown, a chunk that could not be queued) detaches from it with
- * ingress_kafka_detach(); the reports then only log the late outcome.
+ * ingress_kafka_detach(). The reports then only log the late outcome.
  * Each message is used from the loop that started it only.
  *
  * When the producer raises a fatal error, every waiting caller gets

@@ -58,7 +58,7 @@ int smtp_server_start(struct smtp_server *srv, char *err, size_t errlen);
  * grace_ms to get their real reply before they get 451. Each loop exits
  * once its last connection is closed; smtp_server_join() waits for the
  * threads. Called from loop 0's thread, as are the functions below
- * unless they say otherwise.
+ * unless their comment states otherwise.
  */
 void smtp_server_drain(struct smtp_server *srv, int grace_ms);
 

@@ -113,8 +113,8 @@ def test_connections_go_to_every_thread_in_turn(threads_stack):
 
 def test_limit_per_client_counts_every_thread(threads_stack):
     before = len(connect_threads(threads_stack))
-    held = [Client(threads_stack) for _ in range(MAX_CONNECTIONS_PER_CLIENT)]
-    for client in held:
+    open_clients = [Client(threads_stack) for _ in range(MAX_CONNECTIONS_PER_CLIENT)]
+    for client in open_clients:
         assert client.reply().startswith("220 ")
     threads = connect_threads(threads_stack)[before:]
     assert len(set(threads)) == MAX_CONNECTIONS_PER_CLIENT, threads
@@ -125,17 +125,17 @@ def test_limit_per_client_counts_every_thread(threads_stack):
     assert "too many connections from 127.0.0.1" in reply, reply
     extra.close()
 
-    # The next one lands on the thread none of the held ones is on.
+    # The next one lands on the thread none of the open ones is on.
     assert len(set(connect_threads(threads_stack)[before:])) == THREADS
     other = Client(threads_stack, source="127.0.0.2")
     assert other.reply().startswith("220 ")
-    for client in held + [other]:
+    for client in open_clients + [other]:
         client.close()
 
 
 def test_thousands_of_sessions(threads_stack):
     """MANY_SESSIONS sessions open at once, from 3 per address under the
-    limit per client, each greeted and each answering a command."""
+    limit per client, each greeted and each replying to a command."""
     sources = ["127.0.%d.%d" % (1 + i // 250, 1 + i % 250)
                for i in range(MANY_SESSIONS // MAX_CONNECTIONS_PER_CLIENT + 1)]
     clients = []
@@ -182,7 +182,7 @@ def test_sigterm_drains_every_thread(drain_stack):
     assert waiting.command("RCPT TO:<bob@example.org>").startswith("250")
     assert waiting.command("DATA").startswith("354")
 
-    # The broker stops answering, so the message waits for its ack.
+    # The broker is stopped, so the message waits for its acknowledgement.
     kafka = drain_stack.kafka_pid()
     os.kill(kafka, signal.SIGSTOP)
     try:
