@@ -453,7 +453,7 @@ outbound_record_delivery(struct outbound *ob)
 
     /* librdkafka frees buf once it took the record (RD_KAFKA_MSG_F_FREE). */
     err = rd_kafka_producev(d->producer,
-                            RD_KAFKA_V_TOPIC(DELIVERED_TOPIC),
+                            RD_KAFKA_V_RKT(d->delivered_topic),
                             RD_KAFKA_V_KEY(ob->env->id,
                                            strlen(ob->env->id)),
                             RD_KAFKA_V_VALUE(buf, len),
