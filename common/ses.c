@@ -198,37 +198,55 @@ ses_email_fits(size_t raw_len)
 }
 
 
+/*
+ * Builds the fields other than Content with jansson, and writes the base64
+ * text straight into the body, because it needs no JSON escaping. Passed
+ * through jansson, it cost about a fifth of the worker's CPU (perf during
+ * scripts/bench-deliver, 2 KB messages).
+ */
 char *
 ses_send_email_body(const struct ses_email *email, size_t *len)
 {
+    static const char content[] = ",\"Content\":{\"Raw\":{\"Data\":\"";
+    static const char content_end[] = "\"}}}";
     json_t *root, *to, *tags;
-    char   *b64, *text;
+    char   *head, *body;
+    size_t  head_len, at;
     size_t  b64len = (email->raw_len / 3 + (email->raw_len % 3 != 0)) * 4;
-
-    b64 = xmalloc(b64len + 1);
-    EVP_EncodeBlock((unsigned char *)b64, email->raw, (int)email->raw_len);
 
     to = json_array();
     for (size_t i = 0; i < email->nrecipients; i++)
         json_array_append_new(to, json_string(email->recipients[i]));
     tags = json_pack("[{s:s, s:s}]", "Name", "ferry-envelope-id", "Value",
                      email->envelope_id);
-    root = json_pack("{s:s, s:{s:o}, s:{s:{s:s%}}, s:o}",
+    root = json_pack("{s:s, s:{s:o}, s:o}",
                      "FromEmailAddress", email->sender,
                      "Destination", "ToAddresses", to,
-                     "Content", "Raw", "Data", b64, b64len,
                      "EmailTags", tags);
-    free(b64);
     if (root == NULL) {
         /* Only invalid UTF-8 in an address gets here. */
         return NULL;
     }
-    text = json_dumps(root, JSON_COMPACT);
+    head = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    if (text == NULL)
+    if (head == NULL)
         return NULL;
-    *len = strlen(text);
-    return text;
+
+    /* The object's closing brace moves after Content. */
+    head_len = strlen(head) - 1;
+    body = xmalloc(head_len + sizeof(content) - 1 + b64len +
+                   sizeof(content_end));
+    memcpy(body, head, head_len);
+    at = head_len;
+    free(head);
+    memcpy(body + at, content, sizeof(content) - 1);
+    at += sizeof(content) - 1;
+    EVP_EncodeBlock((unsigned char *)body + at, email->raw,
+                    (int)email->raw_len);
+    at += b64len;
+    memcpy(body + at, content_end, sizeof(content_end));
+    *len = at + sizeof(content_end) - 1;
+    return body;
 }
 
 

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,6 +245,53 @@ send_email_body_shape(void **state)
 
     json_decref(root);
     free(body);
+}
+
+
+/* Every byte value, and each length modulo 3, survives the base64 text. */
+static void
+send_email_body_binary_round_trip(void **state)
+{
+    char *const      rcpts[] = { "bob@example.org" };
+    unsigned char    raw[258];
+    struct ses_email email = {
+        "01JFERRYTESTVECTOR00000000", "alice@example.com", rcpts, 1, raw, 0
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        raw[i] = (unsigned char)(i * 7 + 3);
+
+    for (size_t raw_len = 0; raw_len <= sizeof(raw); raw_len++) {
+        json_error_t   jerr;
+        json_t        *root, *data;
+        unsigned char  decoded[sizeof(raw) + 3];
+        size_t         len = 0, b64len;
+        int            decoded_len;
+        char          *body;
+
+        email.raw_len = raw_len;
+        body = ses_send_email_body(&email, &len);
+        assert_non_null(body);
+        assert_int_equal(len, strlen(body));
+        root = json_loads(body, 0, &jerr);
+        assert_non_null(root);
+        assert_int_equal(json_object_size(root), 4);
+        data = json_object_get(json_object_get(json_object_get(root,
+                               "Content"), "Raw"), "Data");
+        assert_true(json_is_string(data));
+        b64len = json_string_length(data);
+        assert_int_equal(b64len, (raw_len + 2) / 3 * 4);
+
+        /* EVP_DecodeBlock counts the padding as zero bytes. */
+        decoded_len = EVP_DecodeBlock(decoded, (const unsigned char *)
+                                      json_string_value(data), (int)b64len);
+        assert_int_equal(decoded_len, (int)b64len / 4 * 3);
+        assert_memory_equal(decoded, raw, raw_len);
+
+        json_decref(root);
+        free(body);
+    }
 }
 
 
@@ -849,6 +897,7 @@ main(void)
         cmocka_unit_test(classify_transport_table),
         cmocka_unit_test(classify_reasons_name_cause),
         cmocka_unit_test(send_email_body_shape),
+        cmocka_unit_test(send_email_body_binary_round_trip),
         cmocka_unit_test(send_email_body_invalid_utf8),
         cmocka_unit_test(email_fits_limit),
         cmocka_unit_test(endpoint_host_table),
