@@ -295,6 +295,144 @@ send_email_body_binary_round_trip(void **state)
 }
 
 
+/*
+ * Addresses and envelope ids that JSON must escape come back unchanged,
+ * and no key appears twice once Content is appended to the object.
+ */
+static void
+send_email_body_escaped_fields(void **state)
+{
+    static const struct {
+        const char *envelope_id;
+        const char *sender;
+        const char *recipient;
+    } cases[] = {
+        { "01JFERRYTESTVECTOR00000000", "\"al\\\"ice\"@example.com",
+          "\"b\\\\ob\"@example.org" },
+        { "01JFERRYTESTVECTOR00000000", "\"tab\there\"@example.com",
+          "\"ctl\x01\x1f\x7f\"@example.org" },
+        { "01JFERRYTESTVECTOR00000000", "j\xc3\xb6rg@ex\xc3\xa4mple.de",
+          "\xe2\x80\xa8sep\xf0\x9f\x93\xa7@example.org" },
+        { "id\"}]}\\\n", "alice@example.com", "bob@example.org" },
+        { "", "alice@example.com", "}" },
+    };
+    static const unsigned char raw[] = "Subject: hi\r\n\r\nhello\r\n";
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        char *const      rcpts[] = { (char *)cases[i].recipient };
+        struct ses_email email = {
+            cases[i].envelope_id, cases[i].sender, rcpts, 1, raw,
+            sizeof(raw) - 1
+        };
+        json_error_t     jerr;
+        json_t          *root, *to, *tag;
+        size_t           len = 0;
+        char            *body = ses_send_email_body(&email, &len);
+
+        assert_non_null(body);
+        assert_int_equal(len, strlen(body));
+        root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (root == NULL)
+            fail_msg("case %zu: %s: %s", i, jerr.text, body);
+        assert_int_equal(json_object_size(root), 4);
+        assert_string_equal(json_string_value(json_object_get(root,
+                            "FromEmailAddress")), cases[i].sender);
+        to = json_object_get(json_object_get(root, "Destination"),
+                             "ToAddresses");
+        assert_int_equal(json_array_size(to), 1);
+        assert_string_equal(json_string_value(json_array_get(to, 0)),
+                            cases[i].recipient);
+        tag = json_array_get(json_object_get(root, "EmailTags"), 0);
+        assert_string_equal(json_string_value(json_object_get(tag,
+                            "Value")), cases[i].envelope_id);
+        assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(root,
+                            "Content"), "Raw"), "Data")),
+                            "U3ViamVjdDogaGkNCg0KaGVsbG8NCg==");
+
+        json_decref(root);
+        free(body);
+    }
+}
+
+
+/* Recipients keep their order, however many there are. */
+static void
+send_email_body_many_recipients(void **state)
+{
+    enum { NRECIPIENTS = 1000 };
+    static const unsigned char raw[] = "x";
+    char             *rcpts[NRECIPIENTS];
+    struct ses_email  email = {
+        "01JFERRYTESTVECTOR00000000", "alice@example.com", rcpts,
+        NRECIPIENTS, raw, 1
+    };
+    json_error_t      jerr;
+    json_t           *root, *to;
+    size_t            len = 0;
+    char             *body;
+
+    (void)state;
+    for (size_t i = 0; i < NRECIPIENTS; i++) {
+        rcpts[i] = xmalloc(32);
+        snprintf(rcpts[i], 32, "rcpt%zu@example.org", i);
+    }
+    body = ses_send_email_body(&email, &len);
+    assert_non_null(body);
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    assert_non_null(root);
+    to = json_object_get(json_object_get(root, "Destination"),
+                         "ToAddresses");
+    assert_int_equal(json_array_size(to), NRECIPIENTS);
+    for (size_t i = 0; i < NRECIPIENTS; i++)
+        assert_string_equal(json_string_value(json_array_get(to, i)),
+                            rcpts[i]);
+
+    json_decref(root);
+    free(body);
+    for (size_t i = 0; i < NRECIPIENTS; i++)
+        free(rcpts[i]);
+}
+
+
+/* The largest message SES takes fills Data with exactly its limit. */
+static void
+send_email_body_size_limit(void **state)
+{
+    const size_t     raw_len = 31457280;
+    unsigned char   *raw = xmalloc(raw_len);
+    char *const      rcpts[] = { "bob@example.org" };
+    struct ses_email email = {
+        "01JFERRYTESTVECTOR00000000", "alice@example.com", rcpts, 1, raw,
+        raw_len
+    };
+    json_error_t     jerr;
+    json_t          *root, *data;
+    size_t           len = 0;
+    char            *body;
+
+    (void)state;
+    memset(raw, 0xff, raw_len);
+    assert_int_equal(ses_email_fits(raw_len), 0);
+    body = ses_send_email_body(&email, &len);
+    assert_non_null(body);
+    assert_int_equal(len, strlen(body));
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    assert_non_null(root);
+    data = json_object_get(json_object_get(json_object_get(root,
+                           "Content"), "Raw"), "Data");
+    assert_int_equal(json_string_length(data), SES_MAX_BASE64_BYTES);
+    assert_memory_equal(json_string_value(data), "////", 4);
+    assert_memory_equal(json_string_value(data) + SES_MAX_BASE64_BYTES - 4,
+                        "////", 4);
+
+    json_decref(root);
+    free(body);
+    free(raw);
+}
+
+
 static void
 send_email_body_invalid_utf8(void **state)
 {
@@ -898,6 +1036,9 @@ main(void)
         cmocka_unit_test(classify_reasons_name_cause),
         cmocka_unit_test(send_email_body_shape),
         cmocka_unit_test(send_email_body_binary_round_trip),
+        cmocka_unit_test(send_email_body_escaped_fields),
+        cmocka_unit_test(send_email_body_many_recipients),
+        cmocka_unit_test(send_email_body_size_limit),
         cmocka_unit_test(send_email_body_invalid_utf8),
         cmocka_unit_test(email_fits_limit),
         cmocka_unit_test(endpoint_host_table),
