@@ -215,8 +215,20 @@ ses_send_email_body(const struct ses_email *email, size_t *len)
     size_t  b64len = (email->raw_len / 3 + (email->raw_len % 3 != 0)) * 4;
 
     to = json_array();
-    for (size_t i = 0; i < email->nrecipients; i++)
-        json_array_append_new(to, json_string(email->recipients[i]));
+    for (size_t i = 0; i < email->nrecipients; i++) {
+        json_t *address = json_string(email->recipients[i]);
+
+        /*
+         * json_string() returns NULL for text that is not UTF-8, and
+         * json_array_append_new() appends nothing for NULL, so the
+         * recipient would be dropped from the request.
+         */
+        if (address == NULL) {
+            json_decref(to);
+            return NULL;
+        }
+        json_array_append_new(to, address);
+    }
     tags = json_pack("[{s:s, s:s}]", "Name", "ferry-envelope-id", "Value",
                      email->envelope_id);
     root = json_pack("{s:s, s:{s:o}, s:o}",
@@ -224,7 +236,7 @@ ses_send_email_body(const struct ses_email *email, size_t *len)
                      "Destination", "ToAddresses", to,
                      "EmailTags", tags);
     if (root == NULL) {
-        /* Only invalid UTF-8 in an address gets here. */
+        /* Only invalid UTF-8 in the sender or envelope id gets here. */
         return NULL;
     }
     head = json_dumps(root, JSON_COMPACT);

@@ -173,7 +173,8 @@ int ses_email_fits(size_t raw_len);
 
 /*
  * Returns the SendEmail JSON body (a malloc'd string the caller frees) and
- * its length in *len.
+ * its length in *len, or NULL when the sender, a recipient or the envelope
+ * id is not valid UTF-8.
  */
 char *ses_send_email_body(const struct ses_email *email, size_t *len);
 

@@ -448,6 +448,40 @@ send_email_body_invalid_utf8(void **state)
 }
 
 
+/* A recipient or envelope id that is not UTF-8 yields no body. */
+static void
+send_email_body_invalid_utf8_fields(void **state)
+{
+    static const struct {
+        const char *envelope_id;
+        const char *first;
+        const char *second;
+    } cases[] = {
+        { "01JFERRYTESTVECTOR00000000", "b\xffob@example.org",
+          "carol@example.net" },
+        { "01JFERRYTESTVECTOR00000000", "bob@example.org",
+          "carol@example.net\xc3" },
+        { "01JFERRYTESTVECTOR0000000\xc0", "bob@example.org",
+          "carol@example.net" },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        char *const      rcpts[] = { (char *)cases[i].first,
+                                     (char *)cases[i].second };
+        struct ses_email email = {
+            cases[i].envelope_id, "alice@example.com", rcpts, 2,
+            (const unsigned char *)"x", 1
+        };
+        size_t           len = 0;
+        char            *body = ses_send_email_body(&email, &len);
+
+        if (body != NULL)
+            fail_msg("case %zu: expected no body, got %s", i, body);
+    }
+}
+
+
 static void
 email_fits_limit(void **state)
 {
@@ -1040,6 +1074,7 @@ main(void)
         cmocka_unit_test(send_email_body_many_recipients),
         cmocka_unit_test(send_email_body_size_limit),
         cmocka_unit_test(send_email_body_invalid_utf8),
+        cmocka_unit_test(send_email_body_invalid_utf8_fields),
         cmocka_unit_test(email_fits_limit),
         cmocka_unit_test(endpoint_host_table),
         cmocka_unit_test(credentials_need_env),
