@@ -662,11 +662,12 @@ ses_client_start(struct ses_client *client, const char *method,
         method, path, NULL, signed_headers, nsigned, req->body,
         req->body != NULL ? body_len : 0
     };
+    /* A renewal frees the old keys, so creds must point at the new ones. */
+    ses_client_refresh_credentials(client);
     creds = (struct sigv4_credentials){
         client->creds.access_key_id, client->creds.secret_access_key,
         client->creds.session_token
     };
-    ses_client_refresh_credentials(client);
     when = (time_t)((util_now_ms() + client->clock_offset_ms) / 1000);
     if (sigv4_sign(&sreq, &creds, client->region, SES_SERVICE, when, &sig,
                    err, errlen) == -1)

@@ -559,22 +559,21 @@ credentials_need_env(void **state)
 struct stub_server {
     int         listener;
     int         port;
-    const char *response;
-    char        request[65536];
+    const char *responses[2];       /* one per connection, in order */
+    size_t      nresponses;
+    char        request[65536];     /* of the last connection */
     size_t      request_len;
     pthread_t   thread;
 };
 
 
-static void *
-stub_serve(void *arg)
+/* Reads one request into srv->request, writes response and closes fd. */
+static void
+stub_serve_one(struct stub_server *srv, int fd, const char *response)
 {
-    struct stub_server *srv = arg;
-    int                 fd = accept(srv->listener, NULL, NULL);
-    size_t              need = 0;
+    size_t need = 0;
 
-    if (fd < 0)
-        return NULL;
+    srv->request_len = 0;
     for (;;) {
         ssize_t n = read(fd, srv->request + srv->request_len,
                          sizeof(srv->request) - 1 - srv->request_len);
@@ -594,22 +593,42 @@ stub_serve(void *arg)
         if (need != 0 && srv->request_len >= need)
             break;
     }
-    if (write(fd, srv->response, strlen(srv->response)) < 0)
+    if (write(fd, response, strlen(response)) < 0)
         perror("stub write");
     close(fd);
+}
+
+
+static void *
+stub_serve(void *arg)
+{
+    struct stub_server *srv = arg;
+
+    for (size_t i = 0; i < srv->nresponses; i++) {
+        int fd = accept(srv->listener, NULL, NULL);
+
+        if (fd < 0)
+            return NULL;
+        stub_serve_one(srv, fd, srv->responses[i]);
+    }
     return NULL;
 }
 
 
+/* Starts a server that replies to n connections with responses, in order. */
 static void
-stub_start(struct stub_server *srv, const char *response)
+stub_start_sequence(struct stub_server *srv, const char *const *responses,
+                    size_t n)
 {
     struct sockaddr_in addr = { .sin_family = AF_INET };
     socklen_t          len = sizeof(addr);
     int                reuse = 1;
 
     memset(srv, 0, sizeof(*srv));
-    srv->response = response;
+    assert_true(n <= sizeof(srv->responses) / sizeof(*srv->responses));
+    for (size_t i = 0; i < n; i++)
+        srv->responses[i] = responses[i];
+    srv->nresponses = n;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     srv->listener = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(srv->listener >= 0);
@@ -621,6 +640,13 @@ stub_start(struct stub_server *srv, const char *response)
                                  &len), 0);
     srv->port = ntohs(addr.sin_port);
     assert_int_equal(pthread_create(&srv->thread, NULL, stub_serve, srv), 0);
+}
+
+
+static void
+stub_start(struct stub_server *srv, const char *response)
+{
+    stub_start_sequence(srv, &response, 1);
 }
 
 
@@ -771,6 +797,124 @@ client_request_is_signed(void **state)
     assert_string_equal(authz, sig.authorization);
     assert_non_null(strstr(authz, "SignedHeaders=content-type;host;"
                            "x-amz-date;x-amz-security-token,"));
+    sigv4_signature_fini(&sig);
+    ses_client_free(client);
+}
+
+
+/*
+ * The first keys from STS are already due for renewal, so the send renews
+ * them. The request must carry the renewed token and be signed with the
+ * renewed keys, not with the ones the renewal freed.
+ */
+static void
+client_signs_with_renewed_keys(void **state)
+{
+    static const char sts_format[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+        "Connection: close\r\n\r\n"
+        "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
+        "<Credentials><SessionToken>%s</SessionToken>"
+        "<SecretAccessKey>%s</SecretAccessKey>"
+        "<Expiration>%s</Expiration><AccessKeyId>%s</AccessKeyId>"
+        "</Credentials></AssumeRoleWithWebIdentityResult>"
+        "</AssumeRoleWithWebIdentityResponse>\n";
+    static const unsigned char raw[] = "Subject: hi\r\n\r\nhello\r\n";
+    char *const               rcpts[] = { "bob@example.org" };
+    struct ses_email          email = {
+        "01JFERRYTESTVECTOR00000000", "alice@example.com", rcpts, 1, raw,
+        sizeof(raw) - 1
+    };
+    struct stub_server        sts, ses;
+    struct captured           cap;
+    char                      first[1024], renewed[1024], expired[32];
+    char                      later[32], token_path[] = "/tmp/ses-tokenXXXXXX";
+    char                      sts_endpoint[64], endpoint[64], err[256] = "";
+    char                      host[64], date[32], token[64], authz[512];
+    const char               *sts_responses[2] = { first, renewed };
+    const char               *body;
+    time_t                    now = time(NULL);
+    struct tm                 tm = { 0 };
+    struct ses_credentials    creds = {
+        .role_arn = "arn:aws:iam::123456789012:role/ferry",
+        .web_identity_token_file = token_path,
+        .role_session_name = "ferry-test",
+        .sts_endpoint = sts_endpoint,
+    };
+    struct ses_client_options opts = {
+        "us-east-1", endpoint, &creds, 5000, 4, capture_outcome
+    };
+    struct sigv4_credentials  renewed_creds = {
+        "ASIARENEWED", "renewed-secret", "renewed-token"
+    };
+    struct sigv4_header       headers[2];
+    struct sigv4_request      req;
+    struct sigv4_signature    sig;
+    struct ses_client        *client;
+    int64_t                   deadline = util_monotonic_ms() + 10000;
+    int                       fd;
+
+    (void)state;
+    fd = mkstemp(token_path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "web-identity-token\n", 19), 19);
+    close(fd);
+
+    strftime(expired, sizeof(expired), "%Y-%m-%dT%H:%M:%SZ",
+             gmtime_r(&(time_t){ now - 60 }, &tm));
+    strftime(later, sizeof(later), "%Y-%m-%dT%H:%M:%SZ",
+             gmtime_r(&(time_t){ now + 3600 }, &tm));
+    snprintf(first, sizeof(first), sts_format, "first-token",
+             "first-secret", expired, "ASIAFIRST");
+    snprintf(renewed, sizeof(renewed), sts_format, renewed_creds.session_token,
+             renewed_creds.secret_access_key, later,
+             renewed_creds.access_key_id);
+    stub_start_sequence(&sts, sts_responses, 2);
+    snprintf(sts_endpoint, sizeof(sts_endpoint), "http://127.0.0.1:%d",
+             sts.port);
+    stub_start(&ses, "HTTP/1.1 200 OK\r\n"
+                     "Content-Type: application/json\r\n"
+                     "Content-Length: 29\r\n"
+                     "Connection: close\r\n\r\n"
+                     "{\"MessageId\":\"0100-abc-0000\"}");
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", ses.port);
+
+    client = ses_client_new(&opts, err, sizeof(err));
+    if (client == NULL)
+        fail_msg("ses_client_new: %s", err);
+    memset(&cap, 0, sizeof(cap));
+    assert_int_equal(ses_client_send_email(client, &email, &cap, err,
+                                           sizeof(err)), 0);
+    while (cap.calls == 0 && util_monotonic_ms() < deadline)
+        assert_int_equal(ses_client_run(client, -1, 100), 0);
+    stub_stop(&ses);
+    stub_stop(&sts);
+    unlink(token_path);
+    assert_int_equal(cap.calls, 1);
+    assert_int_equal(cap.outcome.result, SES_OK);
+
+    assert_non_null(request_header(&ses, "X-Amz-Security-Token", token,
+                                   sizeof(token)));
+    assert_string_equal(token, "renewed-token");
+    assert_non_null(request_header(&ses, "Authorization", authz,
+                                   sizeof(authz)));
+    assert_non_null(strstr(authz, "Credential=ASIARENEWED/"));
+
+    /* Signing the received request with the renewed keys gives authz. */
+    assert_non_null(request_header(&ses, "Host", host, sizeof(host)));
+    assert_non_null(request_header(&ses, "X-Amz-Date", date, sizeof(date)));
+    body = strstr(ses.request, "\r\n\r\n") + 4;
+    memset(&tm, 0, sizeof(tm));
+    assert_non_null(strptime(date, "%Y%m%dT%H%M%SZ", &tm));
+    headers[0] = (struct sigv4_header){ "host", host };
+    headers[1] = (struct sigv4_header){ "content-type", "application/json" };
+    req = (struct sigv4_request){
+        "POST", "/v2/email/outbound-emails", NULL, headers, 2, body,
+        strlen(body)
+    };
+    assert_int_equal(sigv4_sign(&req, &renewed_creds, "us-east-1", "ses",
+                                timegm(&tm), &sig, err, sizeof(err)), 0);
+    assert_string_equal(authz, sig.authorization);
     sigv4_signature_fini(&sig);
     ses_client_free(client);
 }
@@ -1079,6 +1223,7 @@ main(void)
         cmocka_unit_test(endpoint_host_table),
         cmocka_unit_test(credentials_need_env),
         cmocka_unit_test(client_request_is_signed),
+        cmocka_unit_test(client_signs_with_renewed_keys),
         cmocka_unit_test(client_reads_rest_json_error),
         cmocka_unit_test(client_503_is_retry),
         cmocka_unit_test(client_follows_server_date),
