@@ -3,9 +3,16 @@
 While the broker is down the ingress cannot get an acknowledgement, so it
 must reply 451 and never 250. Every message that did get 250, before the
 outage or after the broker came back, must be delivered exactly once.
+
+A broker that only stalls may store a message after the ingress gave up
+on it and replied 451. The client then sends the message again, so it
+is delivered once or twice, but never lost and never produced again by
+the ingress on its own.
 """
 
 import collections
+import os
+import signal
 import threading
 import time
 
@@ -14,6 +21,7 @@ import pytest
 import corpus
 import ferrystack
 import summary
+from rawsmtp import Client
 
 ACK_TIMEOUT_MS = 4000
 OUTAGE_S = 15
@@ -94,3 +102,57 @@ def test_broker_outage(outage_stack):
     repeated = {envelope_id: count
                 for envelope_id, count in delivered.items() if count > 1}
     assert repeated == {}, "delivered more than once: %s" % repeated
+
+
+def send_raw(stack, sender, data):
+    """Send one message in a session of its own and return the reply to
+    its data."""
+    client = Client(stack)
+    try:
+        assert client.reply().startswith("220 ")
+        assert client.command("EHLO client.ferry.test").startswith("250")
+        assert client.command("MAIL FROM:<%s>" % sender).startswith("250")
+        assert client.command("RCPT TO:<late@example.org>").startswith("250")
+        assert client.command("DATA").startswith("354")
+        client.send(data + b".\r\n")
+        reply = client.reply()
+        client.command("QUIT")
+        return reply
+    finally:
+        client.close()
+
+
+def test_late_ack_after_451(outage_stack):
+    """The broker stalls for 6 s, longer than the ack timeout of 4 s. The
+    message waiting for it gets 451, and the broker may still store it
+    when it resumes. The client's second attempt gets 250."""
+    stack = outage_stack
+    sender = "late@" + ferrystack.ORGANIZATIONS[0]["domain"]
+    data = (b"Subject: late acknowledgement\r\n"
+            b"Message-ID: <late-ack@acme.example>\r\n\r\nbody\r\n")
+    assert send_raw(stack, sender, data).startswith("250 ")
+
+    kafka = stack.kafka_pid()
+    os.kill(kafka, signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        first = send_raw(stack, sender, data)
+        time.sleep(max(0.0, 6 - (time.monotonic() - stopped)))
+    finally:
+        os.kill(kafka, signal.SIGCONT)
+    assert first.startswith("451 "), first
+    second = send_raw(stack, sender, data)
+    assert second.startswith("250 "), second
+
+    assert summary.wait_drained("127.0.0.1:%d" % stack.kafka_port,
+                                ["ferry-deliver.us-east-1"],
+                                timeout=120) == 0
+    ses_dir = stack.ses_dir("us-east-1")
+    copies = 0
+    for entry in summary.read_ledger(ses_dir):
+        path = os.path.join(ses_dir, "messages",
+                            entry["message_id"] + ".eml")
+        with open(path, "rb") as f:
+            copies += b"<late-ack@acme.example>" in f.read()
+    # One before the stall, then the retry, and maybe the late record.
+    assert copies in (2, 3), copies
