@@ -35,13 +35,41 @@ fail:
 }
 
 
-bool
+/* Property names librdkafka takes as aliases of each other. */
+static const char *const kafka_aliases[][2] = {
+    { "linger.ms", "queue.buffering.max.ms" },
+};
+
+
+static bool
 kafka_property_given(const struct config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->nkafka_properties; i++)
         if (strcmp(cfg->kafka_properties[i].name, name) == 0)
             return true;
     return false;
+}
+
+
+int
+kafka_conf_default(rd_kafka_conf_t *conf, const struct config *cfg,
+                   const char *name, const char *value, char *err,
+                   size_t errlen)
+{
+    if (kafka_property_given(cfg, name))
+        return 0;
+    for (size_t i = 0; i < sizeof(kafka_aliases) / sizeof(*kafka_aliases);
+         i++) {
+        const char *other = NULL;
+
+        if (strcmp(kafka_aliases[i][0], name) == 0)
+            other = kafka_aliases[i][1];
+        else if (strcmp(kafka_aliases[i][1], name) == 0)
+            other = kafka_aliases[i][0];
+        if (other != NULL && kafka_property_given(cfg, other))
+            return 0;
+    }
+    return kafka_conf_set(conf, name, value, err, errlen);
 }
 
 

@@ -19,8 +19,13 @@
 rd_kafka_conf_t *kafka_conf_new(const struct config *cfg, char *err,
                                 size_t errlen);
 
-/* Returns true when kafka.properties in cfg sets the property name. */
-bool kafka_property_given(const struct config *cfg, const char *name);
+/*
+ * Sets name to value unless kafka.properties in cfg sets it, under its
+ * own name or librdkafka's other name for it. Fills err on failure.
+ */
+int kafka_conf_default(rd_kafka_conf_t *conf, const struct config *cfg,
+                       const char *name, const char *value, char *err,
+                       size_t errlen);
 
 /*
  * Sets one property the caller's role depends on; fills err on failure.

@@ -240,10 +240,8 @@ deliver_new_producer(struct deliver *d, char *err, size_t errlen)
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    if (!kafka_property_given(d->cfg, "linger.ms") &&
-        !kafka_property_given(d->cfg, "queue.buffering.max.ms") &&
-        kafka_conf_set(conf, "linger.ms", DELIVER_PRODUCER_LINGER_MS, err,
-                       errlen) == -1) {
+    if (kafka_conf_default(conf, d->cfg, "linger.ms",
+                           DELIVER_PRODUCER_LINGER_MS, err, errlen) == -1) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -342,14 +340,11 @@ deliver_new_consumer(struct deliver *d, struct deliver_source *src,
     if ((conf = kafka_conf_new(d->cfg, err, errlen)) == NULL)
         return -1;
     for (size_t i = 0; i < sizeof(deliver_consumer_defaults) /
-                           sizeof(*deliver_consumer_defaults); i++) {
-        if (kafka_property_given(d->cfg, deliver_consumer_defaults[i][0]))
-            continue;
-        if (kafka_conf_set(conf, deliver_consumer_defaults[i][0],
-                           deliver_consumer_defaults[i][1], err,
-                           errlen) == -1)
+                           sizeof(*deliver_consumer_defaults); i++)
+        if (kafka_conf_default(conf, d->cfg, deliver_consumer_defaults[i][0],
+                               deliver_consumer_defaults[i][1], err,
+                               errlen) == -1)
             goto fail;
-    }
     for (size_t i = 0; i < sizeof(deliver_consumer_forced) /
                            sizeof(*deliver_consumer_forced); i++)
         if (kafka_conf_set(conf, deliver_consumer_forced[i][0],

@@ -156,10 +156,8 @@ ingress_kafka_conf_new(const struct config *cfg, char *err, size_t errlen)
      * librdkafka's 5 gave about a fifth more messages per second at 50
      * sessions of smtp-source against the local broker.
      */
-    if (!kafka_property_given(cfg, "linger.ms") &&
-        !kafka_property_given(cfg, "queue.buffering.max.ms") &&
-        kafka_conf_set(conf, "linger.ms", INGRESS_KAFKA_LINGER_MS, err,
-                       errlen)) {
+    if (kafka_conf_default(conf, cfg, "linger.ms", INGRESS_KAFKA_LINGER_MS,
+                           err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
