@@ -201,6 +201,15 @@ classify_reasons_name_cause(void **state)
 }
 
 
+/* Returns Content.Raw.Data of a parsed SendEmail body, or NULL. */
+static json_t *
+body_data(json_t *root)
+{
+    return json_object_get(json_object_get(json_object_get(root, "Content"),
+                                           "Raw"), "Data");
+}
+
+
 static void
 send_email_body_shape(void **state)
 {
@@ -231,8 +240,7 @@ send_email_body_shape(void **state)
                         "bob@example.org");
     assert_string_equal(json_string_value(json_array_get(to, 1)),
                         "carol@example.net");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(
-                        json_object_get(root, "Content"), "Raw"), "Data")),
+    assert_string_equal(json_string_value(body_data(root)),
                         "U3ViamVjdDogaGkNCg0KaGVsbG8NCg==");
     tags = json_object_get(root, "EmailTags");
     assert_int_equal(json_array_size(tags), 1);
@@ -277,8 +285,7 @@ send_email_body_binary_round_trip(void **state)
         root = json_loads(body, 0, &jerr);
         assert_non_null(root);
         assert_int_equal(json_object_size(root), 4);
-        data = json_object_get(json_object_get(json_object_get(root,
-                               "Content"), "Raw"), "Data");
+        data = body_data(root);
         assert_true(json_is_string(data));
         b64len = json_string_length(data);
         assert_int_equal(b64len, (raw_len + 2) / 3 * 4);
@@ -346,9 +353,7 @@ send_email_body_escaped_fields(void **state)
         tag = json_array_get(json_object_get(root, "EmailTags"), 0);
         assert_string_equal(json_string_value(json_object_get(tag,
                             "Value")), cases[i].envelope_id);
-        assert_string_equal(json_string_value(json_object_get(
-                            json_object_get(json_object_get(root,
-                            "Content"), "Raw"), "Data")),
+        assert_string_equal(json_string_value(body_data(root)),
                             "U3ViamVjdDogaGkNCg0KaGVsbG8NCg==");
 
         json_decref(root);
@@ -420,8 +425,7 @@ send_email_body_size_limit(void **state)
     assert_int_equal(len, strlen(body));
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     assert_non_null(root);
-    data = json_object_get(json_object_get(json_object_get(root,
-                           "Content"), "Raw"), "Data");
+    data = body_data(root);
     assert_int_equal(json_string_length(data), SES_MAX_BASE64_BYTES);
     assert_memory_equal(json_string_value(data), "////", 4);
     assert_memory_equal(json_string_value(data) + SES_MAX_BASE64_BYTES - 4,
