@@ -80,7 +80,7 @@ struct deliver {
     struct deliver_source *sources;
     size_t                 nsources;
     rd_kafka_t            *producer;
-    rd_kafka_topic_t      *delivered_topic; /* created at start */
+    rd_kafka_topic_t      *delivered_topic; /* ferry.delivered, from start */
     struct ses_client     *ses;
     struct dedup          *delivered_ids;   /* SES accepted them from
                                                this process */

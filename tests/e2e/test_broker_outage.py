@@ -154,5 +154,5 @@ def test_late_ack_after_451(outage_stack):
                             entry["message_id"] + ".eml")
         with open(path, "rb") as f:
             copies += b"<late-ack@acme.example>" in f.read()
-    # One before the stall, then the retry, and maybe the late record.
+    # The copies: one sent before the stall, the retry, maybe the late one.
     assert copies in (2, 3), copies
