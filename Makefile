@@ -87,6 +87,12 @@ $(BUILD)/ferry-controller: $(CONTROLLER_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# librdkafka's mock cluster behind a command line, for tests/integration.
+$(BUILD)/ferry-mock-kafka: tests/integration/mock_kafka.c
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
 # A unit test links the library and, for a program's modules, the objects
 # of that program except the one holding main().
 PROGRAM_OBJ := $(filter-out %/main.o,$(INGRESS_SRC:%.c=$(BUILD)/%.o) \
