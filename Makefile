@@ -38,7 +38,8 @@ BINS        := $(BUILD)/ferry-ingress $(BUILD)/ferry-deliver \
                $(BUILD)/ferryctl $(BUILD)/ferry-controller
 
 .PHONY: all deps test test-unit test-e2e demo check style asan bench \
-        bench-ingress clean fuzz test-fuzz test-ops install test-deploy
+        bench-ingress clean fuzz test-fuzz test-ops install test-deploy \
+        test-integration
 .SECONDARY:
 
 all: $(BINS)
@@ -129,8 +130,8 @@ deps:
 # The two commands of the README. Both install what is missing first, then
 # build in a second make, so pkg-config sees the freshly installed packages.
 test: deps
-	$(Q)$(MAKE) --no-print-directory test-unit test-fuzz test-ops \
-	    test-deploy test-e2e
+	$(Q)$(MAKE) --no-print-directory test-unit test-integration test-fuzz \
+	    test-ops test-deploy test-e2e
 	$(Q)$(MAKE) --no-print-directory test-asan-e2e \
 	    ASAN_E2E="$(ASAN_E2E_QUICK)"
 
@@ -140,6 +141,10 @@ demo: deps
 
 test-unit: $(UNIT_BIN)
 	$(Q)set -e; for t in $(UNIT_BIN); do echo "  UNIT    $$t"; $$t; done
+
+# The daemons against librdkafka's mock cluster, with injected broker faults.
+test-integration: all $(BUILD)/ferry-mock-kafka
+	$(Q)python3 -m pytest -q tests/integration
 
 test-e2e: all
 	$(Q)python3 -m pytest -q tests/e2e

@@ -92,6 +92,7 @@ class Stack:
         self.extra_config = extra_config
         self.base_port = base_port
         self.kafka_port = base_port
+        self.bootstrap_servers = "127.0.0.1:%d" % base_port
         self.smtp_port = base_port + 20
         self.ack_timeout_ms = ack_timeout_ms
         self.log = log
@@ -138,7 +139,7 @@ class Stack:
             "# Written by scripts/ferrystack.py for a local run.",
             "log_level: info",
             "kafka:",
-            "  bootstrap_servers: 127.0.0.1:%d" % self.kafka_port,
+            "  bootstrap_servers: %s" % self.bootstrap_servers,
             "  properties:",
             "    client.id: ferry-local",
             "ingress:",
