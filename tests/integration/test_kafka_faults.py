@@ -55,8 +55,9 @@ def lag(stack):
 
     Read with a consumer that never joins the group, because ferryctl lag
     also describes the group, which the mock cluster does not support.
-    NOTE: with librdkafka 2.0.2, ferryctl lag then prints that error and
-    hangs in rd_kafka_consumer_close()."""
+    NOTE: after a DescribeConsumerGroups request to the mock cluster,
+    librdkafka 2.0.2 hangs when the client is closed or destroyed, so
+    ferryctl lag never exits there."""
     consumer = Consumer({"bootstrap.servers": stack.bootstrap_servers,
                          "group.id": GROUP, "enable.auto.commit": False})
     try:
