@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"accepted access key id (default: $FERRY_SES_ACCESS_KEY_ID or {DEFAULT_ACCESS_KEY_ID})")
     parser.add_argument("--secret-access-key",
                         default=os.environ.get("FERRY_SES_SECRET_ACCESS_KEY", DEFAULT_SECRET_ACCESS_KEY),
-                        help="secret access key for --access-key-id "
+                        help="secret access key for --access-key-id, and the secret the temporary keys "
+                        "of scripts/sts-local derive from "
                         "(default: $FERRY_SES_SECRET_ACCESS_KEY or the built-in local secret)")
 
     parser.add_argument("--identity", action="append", default=[],
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
         faults=faults,
         identities=identities,
     )
-    verifier = SigV4Verifier(arguments.region, {arguments.access_key_id: arguments.secret_access_key})
+    verifier = SigV4Verifier(arguments.region, {arguments.access_key_id: arguments.secret_access_key},
+                             shared_secret=arguments.secret_access_key)
     try:
         server = SesLocalServer((arguments.bind, arguments.port), service, verifier, faults,
                                 arguments.latency_ms / 1000, arguments.processes)

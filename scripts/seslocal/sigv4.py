@@ -20,6 +20,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import HTTPHeaders
 from botocore.credentials import Credentials
 
+from . import temporary
 from .errors import ApiError
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -153,9 +154,13 @@ def format_amz_date(moment: datetime.datetime) -> str:
 class SigV4Verifier:
     """Verifier for SigV4-signed requests to one region's "ses" service."""
 
-    def __init__(self, region: str, secrets_by_access_key_id: dict[str, str]):
+    def __init__(self, region: str, secrets_by_access_key_id: dict[str, str],
+                 shared_secret: str | None = None):
+        """shared_secret, when given, also admits the temporary keys that
+        scripts/sts-local derives from it (see temporary.py)."""
         self.region = region
         self._secrets = dict(secrets_by_access_key_id)
+        self._shared_secret = shared_secret
         self._signing_keys: dict[tuple[str, str], bytes] = {}
 
     def verify(self, method: str, target: str, headers: Message, body: bytes) -> str:
@@ -176,13 +181,7 @@ class SigV4Verifier:
             )
         signed_at = self._parse_amz_date(amz_date)
 
-        secret = self._secrets.get(authorization.access_key_id)
-        if secret is None:
-            raise ApiError(
-                403,
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-            )
+        secret = self._secret_for(authorization.access_key_id, headers)
         self._check_scope(authorization, amz_date)
         self._check_clock_skew(amz_date, signed_at)
         signed_headers = self._collect_signed_headers(authorization, headers)
@@ -200,6 +199,25 @@ class SigV4Verifier:
                 f"The String-to-Sign should have been\n'{expected.string_to_sign}'\n"
             )
         return authorization.access_key_id
+
+    def _secret_for(self, access_key_id: str, headers: Message) -> str:
+        """Return the secret key of access_key_id, or raise ApiError when
+        the key id is unknown or, for a temporary key id, when the session
+        token is missing or belongs to another key id."""
+        secret = self._secrets.get(access_key_id)
+        if (secret is None and self._shared_secret is not None
+                and temporary.is_temporary(access_key_id)):
+            expected = temporary.token_for(self._shared_secret, access_key_id).encode()
+            presented = str(headers.get("X-Amz-Security-Token", "")).encode("utf-8", "replace")
+            if hmac.compare_digest(presented, expected):
+                secret = temporary.secret_for(self._shared_secret, access_key_id)
+        if secret is None:
+            raise ApiError(
+                403,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            )
+        return secret
 
     @staticmethod
     def _parse_amz_date(amz_date: str) -> datetime.datetime:

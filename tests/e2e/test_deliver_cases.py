@@ -613,7 +613,6 @@ def start_sts(stack, token, duration_seconds):
     argv = [sys.executable,
             os.path.join(ferrystack.ROOT, "scripts", "sts-local"),
             "--port", str(port), "--token", token,
-            "--access-key-id", ferrystack.ACCESS_KEY_ID,
             "--secret-access-key", ferrystack.SECRET_ACCESS_KEY,
             "--duration-seconds", str(duration_seconds)]
     proc = stack.spawn("sts", argv)
@@ -649,6 +648,11 @@ def test_web_identity_keys_renewed(stack, tmp_path):
     assert_each_once(stack, first + second)
     assert stats["issued"] >= 2
     assert len(events(stack.worker_log("web"), "credentials-fetched")) >= 2
+    # Each renewal brings a new temporary key id, and ses-local logs the
+    # key id of every request it accepts, so the renewed keys were used.
+    with open(stack.log_path("ses-" + REGION)) as f:
+        key_ids = set(re.findall(r"access_key_id=(ASIA\w+)", f.read()))
+    assert len(key_ids) >= 2
 
 
 def test_web_identity_rejected_token(stack, tmp_path):

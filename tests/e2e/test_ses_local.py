@@ -30,6 +30,8 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
 
+from seslocal import temporary
+
 ROOT = Path(__file__).resolve().parents[2]
 SES_LOCAL = ROOT / "scripts" / "ses-local"
 REGION = "us-east-1"
@@ -448,6 +450,29 @@ def test_future_signature_rejected(endpoint):
 def test_signed_security_token_accepted(endpoint):
     response = endpoint.client(session_token="any-session-token").get_account()
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_temporary_keys_with_token_accepted(endpoint):
+    key_id, secret, token = temporary.issue(SECRET_ACCESS_KEY)
+    client = endpoint.client(access_key_id=key_id, secret_access_key=secret,
+                             session_token=token)
+    assert client.get_account()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_temporary_keys_with_other_token_rejected(endpoint):
+    key_id, secret, _ = temporary.issue(SECRET_ACCESS_KEY)
+    _, _, other_token = temporary.issue(SECRET_ACCESS_KEY)
+    client = endpoint.client(access_key_id=key_id, secret_access_key=secret,
+                             session_token=other_token)
+    error = client_error(lambda: client.get_account())
+    assert error.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+def test_temporary_keys_without_token_rejected(endpoint):
+    key_id, secret, _ = temporary.issue(SECRET_ACCESS_KEY)
+    client = endpoint.client(access_key_id=key_id, secret_access_key=secret)
+    error = client_error(lambda: client.get_account())
+    assert error.response["Error"]["Code"] == "UnrecognizedClientException"
 
 
 def test_unsigned_security_token_rejected(endpoint):
