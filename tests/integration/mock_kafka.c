@@ -18,8 +18,9 @@
  *   coordinator GROUP BROKER         move a group's coordinator
  *
  * API is a request name such as Produce, Fetch or OffsetCommit; ERROR is
- * a broker error name such as NOT_ENOUGH_REPLICAS. The cluster stops at
- * the end of its input or on SIGTERM. The mock cluster lacks CreateTopics,
+ * a broker error name such as NOT_ENOUGH_REPLICAS. A line longer than 1022
+ * bytes is discarded with one error reply. The cluster stops at the end of
+ * its input or on SIGTERM. The mock cluster lacks CreateTopics,
  * DescribeConfigs and DescribeGroups, so the tests create topics here.
  */
 #include <librdkafka/rdkafka.h>
@@ -31,6 +32,8 @@
 #include <strings.h>
 
 #define MOCK_MAX_ERRORS 16
+/* Room for a command line, its newline and the terminating NUL. */
+#define MOCK_LINE_MAX   1024
 
 static const struct {
     const char *name;
@@ -200,7 +203,7 @@ main(int argc, char **argv)
     rd_kafka_conf_t         *conf;
     rd_kafka_t              *rk;
     rd_kafka_mock_cluster_t *mc;
-    char                     line[1024];
+    char                     line[MOCK_LINE_MAX];
     char                     reply[64];
     char                     err[512];
     const char              *failed;
@@ -230,6 +233,20 @@ main(int argc, char **argv)
     fflush(stdout);
 
     while (fgets(line, sizeof(line), stdin) != NULL) {
+        /*
+         * A line that does not fit is discarded up to its newline and
+         * gets one error, so that its tail never runs as a command.
+         */
+        if (strchr(line, '\n') == NULL && !feof(stdin)) {
+            int c;
+
+            while ((c = getchar()) != EOF && c != '\n')
+                ;
+            printf("error: line longer than %d bytes\n",
+                   MOCK_LINE_MAX - 2);
+            fflush(stdout);
+            continue;
+        }
         failed = mock_command(mc, line, reply, sizeof(reply), err,
                               sizeof(err));
         if (failed == NULL)
