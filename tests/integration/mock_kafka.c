@@ -17,10 +17,16 @@
  *   leader TOPIC PARTITION BROKER    move a partition's leader
  *   coordinator GROUP BROKER         move a group's coordinator
  *
- * API is a request name such as Produce, Fetch or OffsetCommit; ERROR is
- * a broker error name such as NOT_ENOUGH_REPLICAS. The cluster stops at
- * the end of its input or on SIGTERM. The mock cluster lacks CreateTopics,
- * DescribeConfigs and DescribeGroups, so the tests create topics here.
+ * BROKER is a broker id, 1 to BROKERS. API is a request name such as
+ * Produce, Fetch or OffsetCommit; ERROR is a broker error name such as
+ * NOT_ENOUGH_REPLICAS, or NO_ERROR to let one request through. A line
+ * longer than 1022 bytes is discarded with one error reply. The cluster
+ * stops at the end of its input or on SIGTERM. The mock cluster lacks
+ * CreateTopics, DescribeConfigs and DescribeGroups, so the tests create
+ * topics here.
+ *
+ * NOTE: librdkafka 2.0.2 creates a missing topic on "leader", with
+ * PARTITION + 1 partitions, so a misspelt topic there is not an error.
  */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -31,6 +37,8 @@
 #include <strings.h>
 
 #define MOCK_MAX_ERRORS 16
+/* Room for a command line, its newline and the terminating NUL. */
+#define MOCK_LINE_MAX   1024
 
 static const struct {
     const char *name;
@@ -52,9 +60,9 @@ static const struct {
 
 static int mock_api_key(const char *name);
 static int mock_error_code(const char *name, rd_kafka_resp_err_t *code);
-static const char *mock_command(rd_kafka_mock_cluster_t *mc, char *line,
-                                char *reply, size_t replylen, char *err,
-                                size_t errlen);
+static const char *mock_command(rd_kafka_mock_cluster_t *mc, int32_t brokers,
+                                char *line, char *reply, size_t replylen,
+                                char *err, size_t errlen);
 static long mock_number(const char *word, long min, long max);
 
 
@@ -105,12 +113,13 @@ mock_number(const char *word, long min, long max)
 
 
 /*
- * Runs one command. Returns NULL and writes what follows "ok" to reply,
- * or returns the reason it failed.
+ * Runs one command on a cluster whose brokers have the ids 1 to brokers.
+ * Returns NULL and writes what follows "ok" to reply, or returns the
+ * reason it failed.
  */
 static const char *
-mock_command(rd_kafka_mock_cluster_t *mc, char *line, char *reply,
-             size_t replylen, char *err, size_t errlen)
+mock_command(rd_kafka_mock_cluster_t *mc, int32_t brokers, char *line,
+             char *reply, size_t replylen, char *err, size_t errlen)
 {
     char               *words[4 + MOCK_MAX_ERRORS];
     char               *save = NULL;
@@ -137,7 +146,7 @@ mock_command(rd_kafka_mock_cluster_t *mc, char *line, char *reply,
         int                 key = mock_api_key(words[2]);
         size_t              ncodes = n - 4;
 
-        if ((b = mock_number(words[1], 1, 1000)) < 0)
+        if ((b = mock_number(words[1], 1, brokers)) < 0)
             return "BROKER must be a broker id";
         if (key < 0)
             return "unknown request name";
@@ -146,6 +155,12 @@ mock_command(rd_kafka_mock_cluster_t *mc, char *line, char *reply,
         for (size_t i = 0; i < ncodes; i++) {
             if (mock_error_code(words[4 + i], &codes[i]) == -1) {
                 snprintf(err, errlen, "unknown error name %s", words[4 + i]);
+                return err;
+            }
+            /* A broker never sends a local error, whose name starts with _. */
+            if (codes[i] < 0) {
+                snprintf(err, errlen, "%s is a local error, not a broker "
+                         "error", words[4 + i]);
                 return err;
             }
         }
@@ -160,27 +175,28 @@ mock_command(rd_kafka_mock_cluster_t *mc, char *line, char *reply,
         int    key = mock_api_key(words[2]);
         size_t left = 0;
 
-        if ((b = mock_number(words[1], 1, 1000)) < 0 || key < 0)
+        if ((b = mock_number(words[1], 1, brokers)) < 0 || key < 0)
             return "usage: pending BROKER API";
         kerr = rd_kafka_mock_broker_error_stack_cnt(mc, (int32_t)b,
                                                     (int16_t)key, &left);
         snprintf(reply, replylen, " %zu", left);
     } else if ((strcmp(words[0], "down") == 0 ||
                 strcmp(words[0], "up") == 0) && n == 2) {
-        if ((a = mock_number(words[1], 1, 1000)) < 0)
+        if ((a = mock_number(words[1], 1, brokers)) < 0)
             return "BROKER must be a broker id";
         kerr = words[0][0] == 'd'
                    ? rd_kafka_mock_broker_set_down(mc, (int32_t)a)
                    : rd_kafka_mock_broker_set_up(mc, (int32_t)a);
     } else if (strcmp(words[0], "leader") == 0 && n == 4) {
         if ((a = mock_number(words[2], 0, 1000)) < 0 ||
-            (b = mock_number(words[3], 1, 1000)) < 0)
+            (b = mock_number(words[3], 1, brokers)) < 0)
             return "usage: leader TOPIC PARTITION BROKER";
         kerr = rd_kafka_mock_partition_set_leader(mc, words[1], (int32_t)a,
                                                   (int32_t)b);
     } else if (strcmp(words[0], "coordinator") == 0 && n == 3) {
-        if ((a = mock_number(words[2], 1, 1000)) < 0)
-            return "usage: coordinator GROUP BROKER";
+        /* librdkafka 2.0.2 takes any id as a coordinator, so check it here. */
+        if ((a = mock_number(words[2], 1, brokers)) < 0)
+            return "BROKER must be a broker id";
         kerr = rd_kafka_mock_coordinator_set(mc, "group", words[1],
                                              (int32_t)a);
     } else {
@@ -200,7 +216,7 @@ main(int argc, char **argv)
     rd_kafka_conf_t         *conf;
     rd_kafka_t              *rk;
     rd_kafka_mock_cluster_t *mc;
-    char                     line[1024];
+    char                     line[MOCK_LINE_MAX];
     char                     reply[64];
     char                     err[512];
     const char              *failed;
@@ -230,8 +246,22 @@ main(int argc, char **argv)
     fflush(stdout);
 
     while (fgets(line, sizeof(line), stdin) != NULL) {
-        failed = mock_command(mc, line, reply, sizeof(reply), err,
-                              sizeof(err));
+        /*
+         * A line that does not fit is discarded up to its newline and
+         * gets one error, so that its tail never runs as a command.
+         */
+        if (strchr(line, '\n') == NULL && !feof(stdin)) {
+            int c;
+
+            while ((c = getchar()) != EOF && c != '\n')
+                ;
+            printf("error: line longer than %d bytes\n",
+                   MOCK_LINE_MAX - 2);
+            fflush(stdout);
+            continue;
+        }
+        failed = mock_command(mc, (int32_t)brokers, line, reply,
+                              sizeof(reply), err, sizeof(err));
         if (failed == NULL)
             printf("ok%s\n", reply);
         else
