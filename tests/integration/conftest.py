@@ -28,8 +28,6 @@ BROKERS = 3
 PARTITIONS = 3
 US_EAST_TOPIC = "mail.us-east-1"
 US_EAST_GROUP = "ferry-deliver.us-east-1"
-US_EAST_LEADER = 3
-US_EAST_COORDINATOR = 1
 
 
 class MockKafkaError(Exception):
@@ -41,8 +39,8 @@ class MockStack(ferrystack.Stack):
 
     mock = None
     partitions = PARTITIONS     # of every topic
-    leader = US_EAST_LEADER     # of every partition of mail.us-east-1
-    coordinator = US_EAST_COORDINATOR   # of ferry-deliver.us-east-1
+    leader = 3                  # of every partition of mail.us-east-1 only
+    coordinator = 1             # of ferry-deliver.us-east-1 only
 
     def start_kafka(self):
         self.mock_log = open(self.log_path("mock-kafka"), "ab")
@@ -56,21 +54,19 @@ class MockStack(ferrystack.Stack):
             raise ferrystack.StackError("ferry-mock-kafka did not start: %r"
                                         % first)
         self.bootstrap_servers = first[1]
-        # Broker 3 leads every partition of mail.us-east-1 and nothing
-        # else, and broker 1 coordinates only the group that consumes it,
-        # so errors injected into these brokers reach only the ingress's
-        # records of that topic and that group's worker.
+        # Errors injected into the leader reach only the ingress's records
+        # of mail.us-east-1 and the fetches of its worker; errors injected
+        # into the coordinator reach only that worker's commits.
         for topic in self.topics():
             self.command("topic %s %d" % (topic, self.partitions))
             for p in range(self.partitions):
-                leader = US_EAST_LEADER if topic == US_EAST_TOPIC else 1 + p % 2
+                leader = self.leader if topic == US_EAST_TOPIC else 1 + p % 2
                 self.command("leader %s %d %d" % (topic, p, leader))
         for region in ferrystack.PRIMARY_REGIONS:
             for suffix in ("", ".pinned"):
                 group = "ferry-deliver.%s%s" % (region, suffix)
-                self.command("coordinator %s %d" % (
-                    group, US_EAST_COORDINATOR if group == US_EAST_GROUP
-                    else 2))
+                coordinator = self.coordinator if group == US_EAST_GROUP else 2
+                self.command("coordinator %s %d" % (group, coordinator))
         self.write_config()
 
     def topics(self):

@@ -136,7 +136,7 @@ class Sender(threading.Thread):
 
     def join(self, timeout=120):
         super().join(timeout)
-        assert not self.is_alive(), "the sender still runs after %d s" % timeout
+        assert not self.is_alive(), "still sending after %d s" % timeout
         if self.error is not None:
             raise self.error
         return self.messages
@@ -176,7 +176,8 @@ def test_broker_down_delays_every_reply(stack):
         stack.command("up %d" % stack.leader)
     messages = sender.join()
     # No 250 before the broker could acknowledge.
-    early = [m.name for m in messages if m.code == 250 and m.replied_at < up_at]
+    early = [m.name for m in messages
+             if m.code == 250 and m.replied_at < up_at]
     assert early == [], "250 while the leader was down"
     assert_each_once(stack, messages)
 
