@@ -91,6 +91,25 @@ def load(count, corpus_dir=CORPUS_DIR):
     return messages
 
 
+def small_messages(tag, count, org):
+    """Return count short test messages from senders in org's domain,
+    named and addressed after tag: tag0@domain to rcpt0@example.org, and
+    so on."""
+    messages = []
+    for i in range(count):
+        sender = "%s%d@%s" % (tag, i, org["domain"])
+        data = ("From: %s\r\nTo: rcpt%d@example.org\r\nSubject: %s %d\r\n"
+                "Message-ID: <%s-%d@%s>\r\n\r\nbody of %s %d\r\n"
+                % (sender, i, tag, i, tag, i, org["domain"], tag,
+                   i)).encode()
+        m = Message("%s-%d" % (tag, i), data)
+        m.org = org
+        m.sender = sender
+        m.recipients = ["rcpt%d@example.org" % i]
+        messages.append(m)
+    return messages
+
+
 class RecordingSMTP(smtplib.SMTP):
     """smtplib.SMTP that keeps the text of the reply to the final dot."""
 

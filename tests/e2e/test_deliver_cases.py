@@ -216,25 +216,9 @@ def receipts(stack):
 
 # Mail and Kafka
 
-def make_messages(tag, count):
-    messages = []
-    for i in range(count):
-        data = ("From: %s%d@%s\r\nTo: rcpt%d@example.org\r\n"
-                "Subject: %s %d\r\nMessage-ID: <%s-%d@%s>\r\n\r\n"
-                "body of %s %d\r\n" % (tag, i, ORG["domain"], i, tag, i,
-                                       tag, i, ORG["domain"], tag,
-                                       i)).encode()
-        m = corpus.Message("%s-%d" % (tag, i), data)
-        m.org = ORG
-        m.sender = "%s%d@%s" % (tag, i, ORG["domain"])
-        m.recipients = ["rcpt%d@example.org" % i]
-        messages.append(m)
-    return messages
-
-
 def send(stack, tag, count):
     """Send count messages through the ingress; return their envelope ids."""
-    messages = make_messages(tag, count)
+    messages = corpus.small_messages(tag, count, ORG)
     corpus.send_all(messages, stack.smtp_port, sessions=2, timeout=60)
     for m in messages:
         assert m.code == 250, "%s: %s %s" % (m.name, m.code, m.reply)

@@ -42,18 +42,7 @@ def bootstrap(stack):
 
 def send(stack, tag, count, org=ORG):
     """Send count small messages through the ingress; return them."""
-    messages = []
-    for i in range(count):
-        data = ("From: %s%d@%s\r\nTo: rcpt%d@example.org\r\n"
-                "Subject: ferryctl %s %d\r\n"
-                "Message-ID: <%s-%d@%s>\r\n\r\nbody %d\r\n"
-                % (tag, i, org["domain"], i, tag, i, tag, i, org["domain"],
-                   i)).encode()
-        m = corpus.Message("%s-%d" % (tag, i), data)
-        m.org = org
-        m.sender = "%s%d@%s" % (tag, i, org["domain"])
-        m.recipients = ["rcpt%d@example.org" % i]
-        messages.append(m)
+    messages = corpus.small_messages(tag, count, org)
     corpus.send_all(messages, stack.smtp_port, sessions=2)
     for m in messages:
         assert m.code == 250, "%s: %s %s" % (m.name, m.code, m.reply)
