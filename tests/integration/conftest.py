@@ -55,7 +55,7 @@ class MockStack(ferrystack.Stack):
                                         % first)
         self.bootstrap_servers = first[1]
         # Errors injected into the leader reach only the ingress's records
-        # of mail.us-east-1 and the fetches of its worker; errors injected
+        # of mail.us-east-1 and the fetches of its worker. Errors injected
         # into the coordinator reach only that worker's commits.
         for topic in self.topics():
             self.command("topic %s %d" % (topic, self.partitions))
